@@ -1,0 +1,153 @@
+# module-ingest — one top-level Makefile, out-of-tree build.
+#
+#   make            build everything into build/
+#   make test       deps, build, unit tests (plain + ASan/UBSan), fuzz smoke, integration
+#   make run        deps, build, run the supervised pipeline on run/ingest.ini
+#   make bench      deps, build, start the pipeline and load it (bench/run)
+#   make deps       install missing Debian packages (root) or print the apt-get line
+#   make clean
+#
+# V=1 for verbose output, SAN=1 to build with AddressSanitizer + UBSan into
+# build-asan/, CC=clang to build with clang.
+
+.DELETE_ON_ERROR:
+.SUFFIXES:
+
+CC      ?= cc
+SAN     ?= 0
+ifeq ($(SAN),1)
+BUILD   ?= build-asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD   ?= build
+SANFLAGS :=
+endif
+
+WARN     := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow -Wno-unused-parameter
+# error messages are cut to their buffers on purpose; clang 14 lacks the flag
+ifeq ($(findstring clang,$(shell $(CC) --version 2>/dev/null | head -1)),)
+WARN     += -Wno-format-truncation
+endif
+CFLAGS   ?= -O2 -g
+CFLAGS   += $(WARN) -std=gnu11 -pthread $(SANFLAGS)
+CPPFLAGS += -D_GNU_SOURCE -I. -I/usr/include/iniparser -MMD -MP
+LDFLAGS  += -pthread $(SANFLAGS)
+LDLIBS   := -liniparser -lsodium -ljansson -lz
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+# Debian packages the build, the tests and `make run` need.
+DEB_PKGS := build-essential clang llvm libbpf-dev zlib1g-dev libsodium-dev \
+	libiniparser-dev libcmocka-dev libjansson-dev pkg-config python3 \
+	python3-pytest libclang-rt-14-dev bpftool jq procps util-linux
+
+LIB_SRC := $(sort $(wildcard common/*.c shm/*.c client/mi_client.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB     := $(BUILD)/libmi.a
+
+# binary name -> sources (besides libmi.a)
+BINS := ingestd flusherd sinkd ingest-stats mi-send mi-load
+SRC_ingestd      := $(sort $(wildcard ingestd/*.c))
+SRC_flusherd     := $(sort $(wildcard flusherd/*.c))
+SRC_sinkd        := $(sort $(wildcard sinkd/*.c))
+SRC_ingest-stats := run/ingest-stats.c
+SRC_mi-send      := client/mi_send.c
+SRC_mi-load      := bench/mi_load.c
+
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: $(BINS:%=$(BUILD)/bin/%) $(UNIT_BIN)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(LIB_OBJ)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+define bin_rule
+$(BUILD)/bin/$(1): $$(SRC_$(1):%.c=$$(BUILD)/obj/%.o) $$(LIB)
+	@mkdir -p $$(@D)
+	@$$(if $$(Q),echo "  LD      $$@")
+	$$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS)
+endef
+$(foreach b,$(BINS),$(eval $(call bin_rule,$(b))))
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+# ---- fuzzing (clang libFuzzer + ASan/UBSan), always its own build dir ----
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
+	-I. -I/usr/include/iniparser $(WARN)
+FUZZ_TIME ?= 20
+
+build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS) -pthread
+
+fuzz: $(FUZZ_BIN)
+	$(Q)for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+		mkdir -p tests/fuzz/corpus-run/$$n; \
+		echo "  RUN     $$n ($(FUZZ_TIME)s)"; \
+		$$f -max_total_time=$(FUZZ_TIME) -timeout=5 -print_final_stats=0 \
+		    tests/fuzz/corpus-run/$$n tests/fuzz/corpus/$$n >build-fuzz/$$n.log 2>&1 \
+		  || { tail -40 build-fuzz/$$n.log; exit 1; }; \
+		grep -E '^(#[0-9]+ *DONE|Done)' build-fuzz/$$n.log | tail -1; \
+	done
+
+# ---- entry points ----
+deps:
+	$(Q)missing=$$(for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+		echo "  DEPS    installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else \
+		echo "missing Debian packages; run as root:"; \
+		echo "  apt-get install -y" $$missing; exit 1; \
+	fi
+
+unit: $(UNIT_BIN)
+	$(Q)fail=0; for t in $(UNIT_BIN); do \
+		echo "  UNIT    $$t"; $$t || fail=1; done; exit $$fail
+
+unit-asan:
+	$(Q)$(MAKE) --no-print-directory SAN=1 unit
+
+integration: all
+	$(Q)MI_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory unit-asan
+	$(Q)$(MAKE) --no-print-directory fuzz
+	$(Q)$(MAKE) --no-print-directory integration
+
+run: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)exec run/supervise -c run/ingest.ini
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bench/run
+
+clean:
+	rm -rf build build-asan build-fuzz tests/fuzz/corpus-run
+
+.PHONY: all deps unit unit-asan integration test run bench clean fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

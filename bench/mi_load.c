@@ -1,0 +1,753 @@
+/* mi-load — load generator for wire protocol v1.
+ *
+ * One thread, one epoll, C non-blocking connections, each one device
+ * (prefix + index).  Every connection pipelines DATA frames up to its window
+ * and writes each batch with one write(); latency of a frame = ACK receive
+ * time - time the frame was created for writing, recorded for every seq an
+ * ACK covers.  Nothing is allocated per frame:
+ *   - all frames carry the same payload (its CRC is computed once) and differ
+ *     in seq and ts_ns, so a frame is rebuilt from its seq whenever it must be
+ *     (re)written: no copy of unacked frames is kept, only their send times
+ *     (one u64 per window slot);
+ *   - a partial write is remembered as (seq, byte offset) for the same reason.
+ * The rate limit is a token bucket refilled every loop and the loop wakes at
+ * least every millisecond while it waits for tokens, so the offered load is
+ * smooth at the millisecond scale.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/frame.h"
+#include "common/pool.h"
+
+/* ---- latency histogram: log-linear, 128 sub-buckets per power of two ----
+ * Values are ns.  Below 2^7 a bucket is 1 ns wide; above, a bucket spans
+ * 1/128 of its power of two (< 0.8 % relative error).  2^35 ns (34 s) caps
+ * it, which covers the 1 us .. 10 s range asked of it. */
+#define H_SUB_BITS 7
+#define H_SUB (1u << H_SUB_BITS)
+#define H_MAX_BITS 35
+#define H_BUCKETS ((H_MAX_BITS - H_SUB_BITS + 1) * H_SUB)
+
+struct hist {
+	uint64_t n[H_BUCKETS];
+	uint64_t count, max;
+};
+
+static unsigned h_index(uint64_t v)
+{
+	if (v >= (1ull << H_MAX_BITS))
+		v = (1ull << H_MAX_BITS) - 1;
+	if (v < H_SUB)
+		return (unsigned)v;
+	unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+	unsigned shift = msb - H_SUB_BITS;
+	return (shift + 1) * H_SUB + (unsigned)((v >> shift) - H_SUB);
+}
+
+/* highest value that falls in bucket i */
+static uint64_t h_value(unsigned i)
+{
+	if (i < H_SUB)
+		return i;
+	unsigned shift = i / H_SUB - 1;
+	uint64_t lo = (uint64_t)(H_SUB + i % H_SUB) << shift;
+	return lo + ((1ull << shift) - 1);
+}
+
+static void h_record(struct hist *h, uint64_t v)
+{
+	h->n[h_index(v)]++;
+	h->count++;
+	if (v > h->max)
+		h->max = v;
+}
+
+static uint64_t h_quantile(const struct hist *h, double q)
+{
+	if (!h->count)
+		return 0;
+	uint64_t want = (uint64_t)(q * (double)h->count + 0.5), seen = 0;
+	if (want < 1)
+		want = 1;
+	for (unsigned i = 0; i < H_BUCKETS; i++) {
+		seen += h->n[i];
+		if (seen >= want) {
+			uint64_t v = h_value(i);
+			return v < h->max ? v : h->max;
+		}
+	}
+	return h->max;
+}
+
+/* ---- connections ---- */
+
+enum cstate { C_DOWN, C_CONNECTING, C_HELLO, C_UP };
+
+struct conn {
+	int fd;
+	uint8_t state;
+	uint8_t queued;     /* on the ready queue */
+	uint8_t blocked;    /* waiting for EPOLLOUT */
+	uint8_t ever_up;
+	uint32_t idx;
+	uint32_t woff;      /* bytes of frame wseq already written */
+	uint64_t next;      /* next seq to create */
+	uint64_t wseq;      /* first seq not fully written */
+	uint64_t acked;     /* highest seq acked */
+	uint64_t deadline;  /* C_DOWN: retry at; C_CONNECTING/C_HELLO: give up at */
+	uint64_t rx_ns;     /* C_UP: last ACK, or when the ack wait began */
+	uint32_t backoff_ms;
+	struct mi_decoder dec;
+};
+
+struct opts {
+	const char *host, *prefix;
+	uint16_t port;
+	uint32_t conns, window, size;
+	uint64_t rate;
+	double duration;
+	int json;
+};
+
+static struct opts o = { .host = "127.0.0.1", .port = 7400, .conns = 1, .window = 64,
+			 .size = 100, .duration = 10, .prefix = "load-" };
+static struct conn *conns;
+static uint64_t *sent_ns;      /* conns * window send times; 0: slot resolved by NACK */
+static uint32_t *rq;           /* ready queue (ring of conn indices) */
+static uint32_t rq_head, rq_len;
+static int ep;
+static pool_t *pool;
+static uint8_t *scratch, *payload;
+static size_t scratch_cap;
+static uint32_t frame_len, payload_crc;
+static struct sockaddr_storage addr;
+static socklen_t addr_len;
+static struct hist hist;
+static uint64_t now, real_now;
+static int stopping;
+
+static struct {
+	uint64_t sent, acked, resent, nacks, outstanding;
+	uint64_t err_connect, err_io, err_proto, err_refused, err_timeout;
+	uint64_t writes, last_ack_ns;
+	unsigned last_nack_code;
+	char last_nack[128];
+	unsigned logged;
+} st;
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t wall_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+__attribute__((format(printf, 2, 3)))
+static void conn_log(const struct conn *c, const char *fmt, ...)
+{
+	/* a dying server fails every connection at once: say it a few times only */
+	if (++st.logged > 10) {
+		if (st.logged == 11)
+			fprintf(stderr, "mi-load: further connection errors are only counted\n");
+		return;
+	}
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "mi-load: %s:%u device %s%u: %s\n", o.host, o.port, o.prefix, c->idx, msg);
+}
+
+static uint64_t *slot(const struct conn *c, uint64_t seq)
+{
+	return &sent_ns[(size_t)c->idx * o.window + seq % o.window];
+}
+
+static void rq_push(struct conn *c)
+{
+	if (c->queued)
+		return;
+	c->queued = 1;
+	rq[(rq_head + rq_len++) % o.conns] = c->idx;
+}
+
+static void conn_down(struct conn *c, uint64_t *counter)
+{
+	if (counter)
+		(*counter)++;
+	if (c->fd >= 0)
+		close(c->fd);   /* also leaves the epoll set */
+	c->fd = -1;
+	c->state = C_DOWN;
+	c->blocked = 0;
+	mi_dec_reset(&c->dec);
+	c->backoff_ms = c->backoff_ms ? c->backoff_ms * 2 : 50;
+	if (c->backoff_ms > 1000)
+		c->backoff_ms = 1000;
+	c->deadline = now + (uint64_t)c->backoff_ms * 1000000ull;
+}
+
+static void conn_start(struct conn *c)
+{
+	int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		conn_log(c, "socket: %s", strerror(errno));
+		conn_down(c, &st.err_connect);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->fd = fd;
+	if (connect(fd, (struct sockaddr *)&addr, addr_len) < 0 && errno != EINPROGRESS) {
+		conn_log(c, "connect: %s", strerror(errno));
+		conn_down(c, &st.err_connect);
+		return;
+	}
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.u32 = c->idx };
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		conn_log(c, "epoll_ctl: %s", strerror(errno));
+		conn_down(c, &st.err_connect);
+		return;
+	}
+	c->state = C_CONNECTING;
+	c->deadline = now + 5000000000ull;
+}
+
+static void want_out(struct conn *c, int on)
+{
+	struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u32 = c->idx };
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+	c->blocked = (uint8_t)on;
+}
+
+static void send_hello(struct conn *c)
+{
+	uint8_t pl[1 + MI_DEVID_MAX + MI_NONCE_LEN], fr[MI_HDR_LEN + sizeof(pl)];
+	int n = snprintf((char *)pl + 1, MI_DEVID_MAX + 1, "%s%u", o.prefix, c->idx);
+	pl[0] = (uint8_t)n;
+	if (getrandom(pl + 1 + n, MI_NONCE_LEN, GRND_NONBLOCK) != MI_NONCE_LEN)
+		memset(pl + 1 + n, 0x5a, MI_NONCE_LEN);
+	size_t len = mi_frame_build(fr, sizeof(fr), MI_HELLO, 0, 0, 0, 0, pl,
+				    (uint32_t)(1 + n + MI_NONCE_LEN));
+	/* a fresh socket's buffer always takes 100 bytes */
+	if (write(c->fd, fr, len) != (ssize_t)len) {
+		conn_log(c, "write HELLO: %s", strerror(errno));
+		conn_down(c, &st.err_io);
+		return;
+	}
+	c->state = C_HELLO;
+}
+
+/* Frames (acked, upto] are done; record latency of those not NACKed. */
+static void ack_upto(struct conn *c, uint64_t upto)
+{
+	for (uint64_t s = c->acked + 1; s <= upto; s++) {
+		uint64_t *t = slot(c, s);
+		if (*t) {
+			h_record(&hist, now - *t);
+			st.acked++;
+			st.outstanding--;
+		}
+	}
+	c->acked = upto;
+	c->rx_ns = st.last_ack_ns = now;
+}
+
+static void on_welcome(struct conn *c, uint64_t w)
+{
+	c->state = C_UP;
+	c->backoff_ms = 0;
+	c->rx_ns = now;
+	if (!c->ever_up) {
+		c->ever_up = 1;
+		c->next = c->wseq = w + 1;
+		c->acked = w;
+	} else {
+		uint64_t top = c->next - 1;
+		if (w > c->acked)
+			ack_upto(c, w < top ? w : top);
+		if (w >= c->next)   /* someone else advanced the device: follow */
+			c->next = w + 1;
+		c->acked = w > c->acked ? w : c->acked;
+		c->wseq = c->acked + 1;
+		c->woff = 0;
+		if (c->next > c->wseq)
+			st.resent += c->next - c->wseq;
+	}
+	rq_push(c);
+}
+
+static int on_frame(struct conn *c, const struct mi_frame *f)
+{
+	switch (f->h.type) {
+	case MI_WELCOME:
+		if (c->state != C_HELLO || f->h.len < 4)
+			break;
+		if (mi_get32(f->payload) < o.size) {
+			fprintf(stderr, "mi-load: %s:%u: server's max frame %u is below --size %u\n",
+				o.host, o.port, mi_get32(f->payload), o.size);
+			exit(2);
+		}
+		on_welcome(c, f->h.seq);
+		return 0;
+	case MI_CHALLENGE:
+		fprintf(stderr, "mi-load: %s:%u: server wants keys-mode authentication, "
+			"not supported\n", o.host, o.port);
+		exit(2);
+	case MI_ACK:
+		if (c->state != C_UP)
+			break;
+		if (f->h.seq > c->acked) {
+			/* only what is fully written can be acknowledged */
+			uint64_t top = c->wseq - 1;
+			ack_upto(c, f->h.seq < top ? f->h.seq : top);
+			rq_push(c);
+		}
+		return 0;
+	case MI_NACK: {
+		unsigned code = f->h.len >= 2 ? mi_get16(f->payload) : 0;
+		size_t rl = f->h.len > 2 ? f->h.len - 2 : 0;
+		if (rl >= sizeof(st.last_nack))
+			rl = sizeof(st.last_nack) - 1;
+		memcpy(st.last_nack, f->payload + 2, rl);
+		st.last_nack[rl] = 0;
+		st.last_nack_code = code;
+		if (c->state == C_HELLO) {
+			conn_log(c, "HELLO refused: %u %s (%s)", code, mi_nack_name(code), st.last_nack);
+			return -1;
+		}
+		uint64_t s = f->h.seq;
+		st.nacks++;
+		if (s > c->acked && s < c->next && *slot(c, s)) {
+			*slot(c, s) = 0;
+			st.outstanding--;
+		}
+		return 0;
+	}
+	case MI_PING:   /* a connection that streams is not idle: PONG not needed */
+	case MI_PONG:
+		return 0;
+	case MI_BYE:
+		conn_log(c, "server said BYE");
+		return -2;
+	}
+	conn_log(c, "unexpected %s frame", mi_type_name(f->h.type));
+	return -1;
+}
+
+static void on_readable(struct conn *c)
+{
+	static uint8_t rbuf[64 << 10];
+	for (;;) {
+		ssize_t r = read(c->fd, rbuf, sizeof(rbuf));
+		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+			conn_log(c, "%s", r == 0 ? "connection closed by the server" : strerror(errno));
+			conn_down(c, &st.err_io);
+			return;
+		}
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return;
+		}
+		size_t off = 0;
+		while (off < (size_t)r) {
+			struct mi_frame f;
+			size_t used;
+			int d = mi_dec_next(&c->dec, rbuf + off, (size_t)r - off, &used, &f);
+			off += used;
+			int e = 0;
+			if (d < 0) {
+				conn_log(c, "framing error from the server: %s", mi_frame_strerror(d));
+				e = -1;
+			} else if (d == MI_DEC_TOO_LARGE) {
+				conn_log(c, "server sent a %u-byte frame", f.h.len);
+				e = -1;
+			} else if (d == MI_DEC_FRAME) {
+				e = on_frame(c, &f);
+			}
+			if (e < 0) {
+				conn_down(c, e == -2 ? &st.err_io : c->state == C_HELLO ? &st.err_refused
+											 : &st.err_proto);
+				return;
+			}
+		}
+		if ((size_t)r < sizeof(rbuf))
+			return;
+	}
+}
+
+static void on_connected(struct conn *c)
+{
+	int err = 0;
+	socklen_t l = sizeof(err);
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+		err = errno;
+	if (err) {
+		conn_log(c, "connect: %s", strerror(err));
+		conn_down(c, &st.err_connect);
+		return;
+	}
+	want_out(c, 0);
+	send_hello(c);
+}
+
+/* Writes (re)sends and up to `fresh` new frames in one write().  Returns the
+ * new frames taken. */
+static uint64_t conn_fill(struct conn *c, uint64_t fresh)
+{
+	uint64_t room = o.window - (c->next - 1 - c->acked);
+	uint64_t max_batch = scratch_cap / frame_len;
+	uint64_t old = c->next - c->wseq;   /* created, not fully written */
+	if (old > max_batch)
+		old = max_batch;
+	if (fresh > room)
+		fresh = room;
+	if (fresh > max_batch - old)
+		fresh = max_batch - old;
+	if (old + fresh == 0)
+		return 0;
+	if (old < c->next - c->wseq)
+		fresh = 0;   /* finish the backlog first */
+	if (c->acked + 1 == c->wseq && c->woff == 0)
+		c->rx_ns = now;   /* nothing was in flight: the ack wait starts now */
+	for (uint64_t i = 0; i < fresh; i++) {
+		*slot(c, c->next + i) = now;
+		st.outstanding++;
+	}
+	c->next += fresh;
+	st.sent += fresh;
+	uint64_t n = old + fresh;
+	struct mi_hdr h = { .version = MI_VERSION, .type = MI_DATA, .len = o.size,
+			    .pcrc = payload_crc, .ts_ns = real_now };
+	for (uint64_t i = 0; i < n; i++) {
+		uint8_t *p = scratch + i * frame_len;
+		h.seq = c->wseq + i;
+		mi_hdr_encode(&h, p);
+		memcpy(p + MI_HDR_LEN, payload, o.size);
+	}
+	size_t total = n * frame_len - c->woff;
+	ssize_t w = write(c->fd, scratch + c->woff, total);
+	if (w < 0) {
+		if (errno == EAGAIN || errno == EINTR) {
+			want_out(c, 1);
+			return fresh;
+		}
+		conn_log(c, "write: %s", strerror(errno));
+		conn_down(c, &st.err_io);
+		return fresh;
+	}
+	st.writes++;
+	uint64_t done = c->woff + (uint64_t)w;
+	c->wseq += done / frame_len;
+	c->woff = (uint32_t)(done % frame_len);
+	if ((size_t)w < total)
+		want_out(c, 1);
+	return fresh;
+}
+
+static double tokens;
+
+/* Serves the ready queue round-robin while tokens last.  Returns 1 when a
+ * connection waits for tokens (the loop should wake in a millisecond). */
+static int fill_pass(void)
+{
+	uint32_t n = rq_len;
+	for (uint32_t k = 0; k < n; k++) {
+		struct conn *c = &conns[rq[rq_head]];
+		uint64_t fresh = stopping ? 0 : (uint64_t)tokens;
+		int live = c->state == C_UP && !c->blocked;
+		/* out of tokens: leave the queue as it is so the next tick starts
+		 * with this connection (rotating it would favour one connection) */
+		if (live && fresh == 0 && c->next == c->wseq && !stopping &&
+		    c->next - 1 - c->acked < o.window)
+			return 1;
+		rq_head = (rq_head + 1) % o.conns;
+		rq_len--;
+		c->queued = 0;
+		if (!live || (fresh == 0 && c->next == c->wseq))
+			continue;   /* a state change or an ACK requeues it */
+		uint64_t took = conn_fill(c, fresh);
+		if (o.rate)
+			tokens -= (double)took;
+		if (c->state == C_UP && !c->blocked && c->next - 1 - c->acked < o.window && !stopping)
+			rq_push(c);
+	}
+	return 0;
+}
+
+#define ACK_TIMEOUT_NS 10000000000ull
+
+static void housekeeping(void)
+{
+	for (uint32_t i = 0; i < o.conns; i++) {
+		struct conn *c = &conns[i];
+		if (c->state == C_DOWN && now >= c->deadline && !(stopping && c->next - 1 == c->acked))
+			conn_start(c);
+		else if ((c->state == C_CONNECTING || c->state == C_HELLO) && now >= c->deadline) {
+			conn_log(c, c->state == C_HELLO ? "no WELCOME within 5 s" : "connect: timed out");
+			conn_down(c, &st.err_connect);
+		} else if (c->state == C_UP && c->wseq - 1 > c->acked &&
+			   now - c->rx_ns >= ACK_TIMEOUT_NS) {
+			/* a silent server must not freeze the run: reconnect and resend */
+			conn_log(c, "no ACK for %llu s with %llu frames in flight",
+				 ACK_TIMEOUT_NS / 1000000000ull, (unsigned long long)(c->wseq - 1 - c->acked));
+			conn_down(c, &st.err_timeout);
+		}
+	}
+}
+
+static const char usage[] =
+	"usage: mi-load [-h HOST] [-p PORT] [-c CONNECTIONS] [-w WINDOW] [-s SIZE] [-r RATE]\n"
+	"               [-d SECONDS] [--devices-prefix P] [--json]\n"
+	"\n"
+	"  -h HOST    server (default 127.0.0.1)        -p PORT   (default 7400)\n"
+	"  -c N       connections, one device each (default 1)\n"
+	"  -w N       frames in flight per connection (default 64)\n"
+	"  -s BYTES   payload size (default 100)\n"
+	"  -r N       total frames/s, 0 = unlimited (default 0)\n"
+	"  -d SEC     sending time (default 10); then up to 5 s more for ACKs\n"
+	"  --devices-prefix P   device ids are P0, P1, ... (default load-)\n"
+	"  --json     one JSON object line on stdout instead of the text report\n"
+	"\n"
+	"Reports acked frames/s, MB/s of payload, ACK latency p50/p99/p99.9/max\n"
+	"(from a frame's write to the ACK covering it), NACKs and connection\n"
+	"errors (connections are re-established and unacked frames resent).\n"
+	"Exit status: 0 ran (even with errors), 1 bad usage, 2 cannot run.\n";
+
+static int num(const char *s, double max, double *ret)
+{
+	char *end;
+	double v = strtod(s, &end);
+	if (end == s || *end || v < 0 || v > max) {
+		fprintf(stderr, "mi-load: bad number '%s' (0..%.0f)\n", s, max);
+		return -1;
+	}
+	*ret = v;
+	return 0;
+}
+
+static int parse(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{ "devices-prefix", required_argument, 0, 'P' },
+		{ "json", no_argument, 0, 'J' },
+		{ "help", no_argument, 0, 'H' },
+		{ 0, 0, 0, 0 },
+	};
+	int opt;
+	double v;
+	while ((opt = getopt_long(argc, argv, "h:p:c:w:s:r:d:", lo, NULL)) != -1) {
+		switch (opt) {
+		case 'h': o.host = optarg; break;
+		case 'P': o.prefix = optarg; break;
+		case 'J': o.json = 1; break;
+		case 'H': fputs(usage, stdout); exit(0);
+		case 'p': if (num(optarg, 65535, &v) < 0 || v < 1) return -1; o.port = (uint16_t)v; break;
+		case 'c': if (num(optarg, 1000000, &v) < 0 || v < 1) return -1; o.conns = (uint32_t)v; break;
+		case 'w': if (num(optarg, 1 << 20, &v) < 0 || v < 1) return -1; o.window = (uint32_t)v; break;
+		case 's': if (num(optarg, MI_MAX_FRAME_CAP, &v) < 0) return -1; o.size = (uint32_t)v; break;
+		case 'r': if (num(optarg, 1e10, &v) < 0) return -1; o.rate = (uint64_t)v; break;
+		case 'd': if (num(optarg, 1e6, &v) < 0 || v <= 0) return -1; o.duration = v; break;
+		default: return -1;
+		}
+	}
+	if (optind < argc)
+		return -1;
+	char probe[MI_DEVID_MAX + 16];
+	int n = snprintf(probe, sizeof(probe), "%s%u", o.prefix, o.conns - 1);
+	if (n < 0 || !mi_devid_valid((uint8_t *)probe, (size_t)n)) {
+		fprintf(stderr, "mi-load: device id '%s' is invalid (1..64 of [A-Za-z0-9._:-])\n", probe);
+		return -1;
+	}
+	return 0;
+}
+
+static int setup(void)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *ai;
+	char port[8];
+	snprintf(port, sizeof(port), "%u", o.port);
+	int g = getaddrinfo(o.host, port, &hints, &ai);
+	if (g) {
+		fprintf(stderr, "mi-load: resolve %s:%u: %s\n", o.host, o.port, gai_strerror(g));
+		return -1;
+	}
+	memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
+	addr_len = ai->ai_addrlen;
+	freeaddrinfo(ai);
+
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)o.conns + 32) {
+		rl.rlim_cur = rl.rlim_max < (rlim_t)o.conns + 32 ? rl.rlim_max : (rlim_t)o.conns + 32;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		if (rl.rlim_cur < (rlim_t)o.conns + 32)
+			fprintf(stderr, "mi-load: only %llu file descriptors: some connections will fail\n",
+				(unsigned long long)rl.rlim_cur);
+	}
+	frame_len = MI_HDR_LEN + o.size;
+	scratch_cap = (size_t)frame_len * 2 > (256u << 10) ? (size_t)frame_len * 2 : (256u << 10);
+	conns = calloc(o.conns, sizeof(*conns));
+	sent_ns = calloc((size_t)o.conns * o.window, sizeof(*sent_ns));
+	rq = calloc(o.conns, sizeof(*rq));
+	scratch = malloc(scratch_cap);
+	payload = malloc(o.size ? o.size : 1);
+	pool = pool_new();
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (!conns || !sent_ns || !rq || !scratch || !payload || !pool || ep < 0) {
+		fprintf(stderr, "mi-load: out of memory for %u connections x %u window\n", o.conns, o.window);
+		return -1;
+	}
+	for (uint32_t i = 0; i < o.size; i++)
+		payload[i] = (uint8_t)('a' + i % 26);
+	payload_crc = mi_crc32(payload, o.size);
+	for (uint32_t i = 0; i < o.conns; i++) {
+		conns[i].idx = i;
+		conns[i].fd = -1;
+		mi_dec_init(&conns[i].dec, pool, MI_MAX_FRAME_DEFAULT);
+	}
+	return 0;
+}
+
+static void report(double elapsed)
+{
+	double fps = elapsed > 0 ? (double)st.acked / elapsed : 0;
+	double mbs = fps * o.size / 1e6;
+	double us = 1e3;
+	uint64_t errors = st.err_connect + st.err_io + st.err_proto + st.err_refused + st.err_timeout;
+	if (o.json) {
+		printf("{\"host\":\"%s\",\"port\":%u,\"connections\":%u,\"window\":%u,\"size\":%u,"
+		       "\"rate\":%" PRIu64 ",\"duration_s\":%.3f,\"elapsed_s\":%.3f,\"sent\":%" PRIu64
+		       ",\"acked\":%" PRIu64 ",\"resent\":%" PRIu64 ",\"unacked\":%" PRIu64
+		       ",\"frames_per_s\":%.1f,\"mb_per_s\":%.3f,\"wire_mb_per_s\":%.3f,"
+		       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
+		       "\"nacks\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"err_connect\":%" PRIu64
+		       ",\"err_io\":%" PRIu64 ",\"err_proto\":%" PRIu64 ",\"err_refused\":%" PRIu64
+		       ",\"err_timeout\":%" PRIu64 ",\"writes\":%" PRIu64 "}\n",
+		       o.host, o.port, o.conns, o.window, o.size, o.rate, o.duration, elapsed, st.sent,
+		       st.acked, st.resent, st.outstanding, fps, mbs, fps * frame_len / 1e6,
+		       h_quantile(&hist, 0.5) / us, h_quantile(&hist, 0.99) / us,
+		       h_quantile(&hist, 0.999) / us, hist.max / us, st.nacks, errors, st.err_connect,
+		       st.err_io, st.err_proto, st.err_refused, st.err_timeout, st.writes);
+		return;
+	}
+	printf("mi-load: %s:%u, %u connections, window %u, %u-byte payloads, rate %s\n", o.host,
+	       o.port, o.conns, o.window, o.size, o.rate ? "limited" : "unlimited");
+	if (o.rate)
+		printf("  offered %" PRIu64 " frames/s\n", o.rate);
+	printf("  acked %" PRIu64 " frames in %.2f s: %.0f frames/s, %.2f MB/s payload\n", st.acked,
+	       elapsed, fps, mbs);
+	printf("  latency ms: p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
+	       h_quantile(&hist, 0.5) / 1e6, h_quantile(&hist, 0.99) / 1e6,
+	       h_quantile(&hist, 0.999) / 1e6, hist.max / 1e6);
+	printf("  sent %" PRIu64 " resent %" PRIu64 " unacked %" PRIu64 " nacks %" PRIu64
+	       " errors %" PRIu64 " (connect %" PRIu64 ", io %" PRIu64 ", protocol %" PRIu64
+	       ", refused %" PRIu64 ", ack timeout %" PRIu64 ") writes %" PRIu64 "\n",
+	       st.sent, st.resent, st.outstanding, st.nacks, errors, st.err_connect, st.err_io,
+	       st.err_proto, st.err_refused, st.err_timeout, st.writes);
+	if (st.nacks)
+		printf("  last NACK: %u %s (%s)\n", st.last_nack_code, mi_nack_name(st.last_nack_code),
+		       st.last_nack);
+}
+
+int main(int argc, char **argv)
+{
+	if (parse(argc, argv) < 0) {
+		fputs(usage, stderr);
+		return 1;
+	}
+	if (setup() < 0)
+		return 2;
+	now = mono_ns();
+	real_now = wall_ns();
+	uint64_t t0 = now, t_end = t0 + (uint64_t)(o.duration * 1e9), t_drain = t_end + 5000000000ull;
+	uint64_t last_refill = now, last_house = now;
+	double burst = o.rate ? (o.rate / 100.0 > 1 ? o.rate / 100.0 : 1) : 0;
+	for (uint32_t i = 0; i < o.conns; i++)
+		conn_start(&conns[i]);
+
+	struct epoll_event evs[1024];
+	int starved = 0;
+	for (;;) {
+		int timeout = rq_len && !starved ? 0 : starved ? 1 : 20;
+		int n = epoll_wait(ep, evs, 1024, timeout);
+		if (n < 0 && errno != EINTR) {
+			fprintf(stderr, "mi-load: epoll_wait: %s\n", strerror(errno));
+			return 2;
+		}
+		now = mono_ns();
+		real_now = wall_ns();
+		for (int i = 0; i < n; i++) {
+			struct conn *c = &conns[evs[i].data.u32];
+			if (c->fd < 0)
+				continue;
+			uint32_t e = evs[i].events;
+			if (c->state == C_CONNECTING) {
+				if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+					on_connected(c);
+				continue;
+			}
+			if (e & (EPOLLIN | EPOLLERR | EPOLLHUP))
+				on_readable(c);
+			if (c->fd >= 0 && c->blocked && (e & EPOLLOUT)) {
+				want_out(c, 0);
+				rq_push(c);
+			}
+		}
+		if (!stopping && now >= t_end)
+			stopping = 1;
+		if (stopping && (st.outstanding == 0 || now >= t_drain))
+			break;
+		if (o.rate) {
+			tokens += (double)o.rate * (double)(now - last_refill) / 1e9;
+			if (tokens > burst)
+				tokens = burst;
+		} else {
+			tokens = 1e18;
+		}
+		last_refill = now;
+		starved = fill_pass();
+		if (now - last_house >= 50000000ull) {
+			last_house = now;
+			housekeeping();
+		}
+	}
+	uint64_t t_stop = st.last_ack_ns > t_end ? st.last_ack_ns : t_end;
+	report((double)(t_stop - t0) / 1e9);
+	for (uint32_t i = 0; i < o.conns; i++) {
+		if (conns[i].fd >= 0)
+			close(conns[i].fd);
+		mi_dec_reset(&conns[i].dec);
+	}
+	pool_free(pool);
+	free(conns);
+	free(sent_ns);
+	free(rq);
+	free(scratch);
+	free(payload);
+	close(ep);
+	return 0;
+}

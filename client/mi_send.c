@@ -1,0 +1,317 @@
+/* mi-send — send stdin lines or generated frames as one device, exit 0 only
+ * when every frame is acknowledged durable.  Integration tests run it while
+ * killing server stages, so it keeps reconnecting and resending for up to
+ * --timeout seconds without progress. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/mi_client.h"
+
+enum {
+	EX_ACKED = 0,
+	EX_USAGE = 1,
+	EX_CONN = 2,
+	EX_NACKED = 3,
+	EX_INPUT = 4,
+};
+
+static const char usage[] =
+	"usage: mi-send [-h HOST] [-p PORT] -d DEVICE [-t TOPIC] [--count N --size BYTES]\n"
+	"               [--window N] [--start-seq S] [--timeout SEC] [--quiet]\n"
+	"\n"
+	"Sends DATA frames as device DEVICE to HOST:PORT (default 127.0.0.1:7400)\n"
+	"and waits until every one is acknowledged.\n"
+	"\n"
+	"  -h, --host HOST     server host (default 127.0.0.1)\n"
+	"  -p, --port PORT     server port (default 7400)\n"
+	"  -d, --device ID     device id: 1..64 bytes of [A-Za-z0-9._:-]\n"
+	"  -t, --topic N       topic id for every frame (default 0)\n"
+	"      --count N       send N generated frames instead of stdin lines\n"
+	"      --size BYTES    payload size of generated frames (default 100)\n"
+	"      --window N      frames in flight before waiting for ACKs (default 4096)\n"
+	"      --start-seq S   lowest first seq (default: server's last seq + 1)\n"
+	"      --timeout SEC   give up after SEC seconds without an ACK (default 60)\n"
+	"  -q, --quiet         no summary line\n"
+	"      --help          this text\n"
+	"\n"
+	"Without --count every stdin line (newline removed) is one frame.  With\n"
+	"--count the payload of seq S is the string \"DEVICE:S;\" repeated and cut to\n"
+	"BYTES bytes, so a test can recompute it.  Seqs are consecutive from the\n"
+	"server's last durable seq + 1 (or --start-seq if higher).  A summary goes\n"
+	"to stderr: sent, acked, resent, nacked, reconnects, seq range, elapsed.\n"
+	"\n"
+	"exit status:\n"
+	"  0  every frame acknowledged\n"
+	"  1  bad usage\n"
+	"  2  connection failure: server unreachable, handshake refused, or no\n"
+	"     progress for --timeout seconds\n"
+	"  3  the server NACKed one or more frames (the others were acknowledged)\n"
+	"  4  bad input: read error or a line longer than the server's max frame\n";
+
+static int quiet;
+
+static void nack_cb(void *arg, uint64_t seq, unsigned code, const char *reason)
+{
+	const char *dev = arg;
+	fprintf(stderr, "mi-send: device %s: seq %" PRIu64 " NACKed: code %u: %s\n", dev, seq,
+		code, reason);
+}
+
+/* "DEVICE:SEQ;" repeated, cut to size: recomputable by a test from (device, seq) */
+static void gen_payload(uint8_t *out, size_t size, const char *dev, uint64_t seq)
+{
+	char unit[96];
+	int n = snprintf(unit, sizeof(unit), "%s:%" PRIu64 ";", dev, seq);
+	for (size_t i = 0; i < size; i++)
+		out[i] = (uint8_t)unit[i % (size_t)n];
+}
+
+static int parse_u64(const char *s, const char *what, uint64_t max, uint64_t *ret)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || end == s || *end || s[0] == '-' || v > max) {
+		fprintf(stderr, "mi-send: bad %s '%s' (0..%" PRIu64 ")\n", what, s, max);
+		return -1;
+	}
+	*ret = v;
+	return 0;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int send_count(mic_t *c, const char *dev, uint16_t topic, uint64_t count, uint32_t size)
+{
+	uint8_t *p = malloc(size ? size : 1);
+	if (!p) {
+		fprintf(stderr, "mi-send: out of memory for a %u-byte payload\n", size);
+		return EX_INPUT;
+	}
+	int ex = EX_ACKED;
+	for (uint64_t i = 0; i < count; i++) {
+		uint64_t seq = mic_next_seq(c);
+		gen_payload(p, size, dev, seq);
+		int r = mic_send(c, topic, p, size);
+		if (r < 0) {
+			fprintf(stderr, "mi-send: frame %" PRIu64 " of %" PRIu64 ": %s\n", i + 1, count,
+				mic_last_error(c));
+			ex = r == -EMSGSIZE ? EX_INPUT : EX_CONN;
+			break;
+		}
+	}
+	free(p);
+	return ex;
+}
+
+static int send_lines(mic_t *c, uint16_t topic)
+{
+	struct mic_stats st;
+	mic_get_stats(c, &st);
+	/* room for the longest line the server takes, plus one read */
+	size_t max_line = st.max_frame, cap = max_line + (64u << 10);
+	char *buf = malloc(cap);
+	if (!buf) {
+		fprintf(stderr, "mi-send: out of memory for a %zu-byte line buffer\n", cap);
+		return EX_INPUT;
+	}
+	size_t have = 0;
+	uint64_t lineno = 0;
+	int ex = EX_ACKED, eof = 0;
+	while (!eof) {
+		/* stdin idle: push out what is queued instead of letting it linger */
+		struct pollfd p = { .fd = 0, .events = POLLIN };
+		if (poll(&p, 1, 0) == 0)
+			mic_poll(c, 0);
+		ssize_t n = read(0, buf + have, cap - have);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "mi-send: read stdin: %s\n", strerror(errno));
+			ex = EX_INPUT;
+			break;
+		}
+		if (n == 0)
+			eof = 1;
+		have += (size_t)n;
+		size_t off = 0;
+		for (;;) {
+			char *nl = memchr(buf + off, '\n', have - off);
+			size_t len;
+			if (nl)
+				len = (size_t)(nl - (buf + off));
+			else if (eof && have > off)
+				len = have - off;   /* last line without newline */
+			else
+				break;
+			lineno++;
+			if (len > max_line) {
+				fprintf(stderr, "mi-send: stdin line %" PRIu64 ": %zu bytes, above the "
+					"server's max frame of %zu\n", lineno, len, max_line);
+				ex = EX_INPUT;
+				goto out;
+			}
+			int r = mic_send(c, topic, buf + off, (uint32_t)len);
+			if (r < 0) {
+				fprintf(stderr, "mi-send: stdin line %" PRIu64 ": %s\n", lineno,
+					mic_last_error(c));
+				ex = r == -EMSGSIZE ? EX_INPUT : EX_CONN;
+				goto out;
+			}
+			off += len + (nl ? 1 : 0);
+		}
+		if (have - off > max_line) {
+			fprintf(stderr, "mi-send: stdin line %" PRIu64 ": longer than the server's max "
+				"frame of %zu\n", lineno + 1, max_line);
+			ex = EX_INPUT;
+			break;
+		}
+		memmove(buf, buf + off, have - off);
+		have -= off;
+	}
+out:
+	free(buf);
+	return ex;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lopts[] = {
+		{ "host", required_argument, 0, 'h' },
+		{ "port", required_argument, 0, 'p' },
+		{ "device", required_argument, 0, 'd' },
+		{ "topic", required_argument, 0, 't' },
+		{ "count", required_argument, 0, 'n' },
+		{ "size", required_argument, 0, 's' },
+		{ "window", required_argument, 0, 'w' },
+		{ "start-seq", required_argument, 0, 'S' },
+		{ "timeout", required_argument, 0, 'T' },
+		{ "quiet", no_argument, 0, 'q' },
+		{ "help", no_argument, 0, 'H' },
+		{ 0, 0, 0, 0 },
+	};
+	struct mic_opts o = { .host = "127.0.0.1", .port = 7400 };
+	uint64_t v, count = 0, size = 100, timeout = 60;
+	int have_count = 0, opt;
+	while ((opt = getopt_long(argc, argv, "h:p:d:t:q", lopts, NULL)) != -1) {
+		switch (opt) {
+		case 'h': o.host = optarg; break;
+		case 'p':
+			if (parse_u64(optarg, "port", 65535, &v) < 0 || v == 0)
+				return EX_USAGE;
+			o.port = (uint16_t)v;
+			break;
+		case 'd': o.device = optarg; break;
+		case 't':
+			if (parse_u64(optarg, "topic", 65535, &v) < 0)
+				return EX_USAGE;
+			o.topic = (uint16_t)v;
+			break;
+		case 'n':
+			if (parse_u64(optarg, "count", UINT64_MAX, &count) < 0)
+				return EX_USAGE;
+			have_count = 1;
+			break;
+		case 's':
+			if (parse_u64(optarg, "size", 16u << 20, &size) < 0)
+				return EX_USAGE;
+			break;
+		case 'w':
+			if (parse_u64(optarg, "window", 1u << 24, &v) < 0 || v == 0)
+				return EX_USAGE;
+			o.window_frames = (uint32_t)v;
+			break;
+		case 'S':
+			if (parse_u64(optarg, "start seq", UINT64_MAX, &o.start_seq) < 0)
+				return EX_USAGE;
+			break;
+		case 'T':
+			if (parse_u64(optarg, "timeout", 86400, &timeout) < 0 || timeout == 0)
+				return EX_USAGE;
+			break;
+		case 'q': quiet = 1; break;
+		case 'H': fputs(usage, stdout); return EX_ACKED;
+		default:
+			fputs("mi-send: see --help\n", stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind < argc || !o.device) {
+		fprintf(stderr, "mi-send: %s (see --help)\n",
+			o.device ? "unexpected argument" : "-d DEVICE is required");
+		return EX_USAGE;
+	}
+	o.retry_deadline_ms = (int)(timeout * 1000);
+	/* tests restart stages in ~100 ms: do not sleep through the restart */
+	o.backoff_max_ms = 200;
+	/* every frame of the window must fit its bytes too */
+	uint64_t per = size + 36, wf = o.window_frames ? o.window_frames : 4096;
+	if (have_count && per * wf > (4u << 20))
+		o.window_bytes = per * wf > (1u << 30) ? (1u << 30) : (uint32_t)(per * wf);
+	if (!have_count)
+		o.window_bytes = 32u << 20;   /* lines up to the 16 MiB hard cap */
+	o.on_nack = nack_cb;
+	o.on_nack_arg = (void *)o.device;
+
+	mic_t *c;
+	int r = mic_new(&o, &c);
+	if (r < 0) {
+		fprintf(stderr, "mi-send: device '%s': %s\n", o.device,
+			r == -EINVAL ? "invalid device id (1..64 of [A-Za-z0-9._:-])" : mic_strerror(r));
+		return EX_USAGE;
+	}
+	double t0 = mono_s();
+	int ex = EX_ACKED;
+	r = mic_connect(c, (int)(timeout * 1000));
+	if (r < 0) {
+		fprintf(stderr, "mi-send: gave up after %.1f s: %s\n", mono_s() - t0, mic_last_error(c));
+		mic_close(c);
+		return EX_CONN;
+	}
+	uint64_t first = mic_next_seq(c);
+	if (have_count)
+		ex = send_count(c, o.device, o.topic, count, (uint32_t)size);
+	else
+		ex = send_lines(c, o.topic);
+	if (ex == EX_ACKED || ex == EX_INPUT) {
+		/* even after bad input, what was queued is waited for */
+		r = mic_flush(c, -1);
+		if (r == -MIC_ENACK) {
+			if (ex == EX_ACKED)
+				ex = EX_NACKED;
+		} else if (r < 0) {
+			fprintf(stderr, "mi-send: gave up: %s\n", mic_last_error(c));
+			ex = EX_CONN;
+		}
+	}
+	struct mic_stats st;
+	mic_get_stats(c, &st);
+	if (ex == EX_NACKED)
+		fprintf(stderr, "mi-send: %s\n", mic_last_error(c));
+	if (st.welcome_behind)
+		fprintf(stderr, "mi-send: warning: device %s: the server reported a durable seq below "
+			"one it had acknowledged %" PRIu64 " time(s): acknowledged frames were lost\n",
+			o.device, st.welcome_behind);
+	if (!quiet)
+		fprintf(stderr, "mi-send: device %s %s:%u: sent %" PRIu64 " acked %" PRIu64
+			" resent %" PRIu64 " nacked %" PRIu64 " reconnects %" PRIu64
+			" seq %" PRIu64 "..%" PRIu64 " elapsed %.3fs%s\n",
+			o.device, o.host, o.port, st.sent, st.acked, st.resent, st.nacked,
+			st.reconnects, first, st.next_seq - 1, mono_s() - t0,
+			ex == EX_ACKED ? "" : " FAILED");
+	mic_close(c);
+	return ex;
+}

@@ -1,0 +1,276 @@
+"""mi_client — wire protocol v1 in pure Python (stdlib only), for tests and gateways.
+
+Frames are a 36-byte little-endian header plus payload (see DESIGN.md,
+"Wire protocol v1"):
+
+    magic "MI" | version u8 | type u8 | flags u16 | topic u16 | len u32 |
+    pcrc u32 | seq u64 | ts_ns u64 | hcrc u32 (CRC-32 of bytes 0..31)
+
+Typical use::
+
+    with Client("127.0.0.1", 7400, "dev-1") as c:
+        last = c.hello()                       # WELCOME seq: last durable seq
+        acked, nacks = c.send_and_wait_acks([(last + 1, b"x"), (last + 2, b"y")])
+
+encode_frame() takes overrides (magic, version, length, pcrc, hcrc) so tests
+can build malformed frames; Client.send_raw() writes arbitrary bytes.
+"""
+from __future__ import annotations
+
+import os
+import select
+import socket
+import struct
+import time
+import zlib
+from dataclasses import dataclass
+
+HDR = struct.Struct("<2sBBHHIIQQI")
+HDR_LEN = HDR.size  # 36
+MAGIC = b"MI"
+VERSION = 1
+MAX_FRAME_CAP = 16 << 20
+
+HELLO, CHALLENGE, AUTH, WELCOME, DATA, ACK, NACK, PING, PONG, BYE = range(1, 11)
+TYPE_NAMES = {HELLO: "HELLO", CHALLENGE: "CHALLENGE", AUTH: "AUTH", WELCOME: "WELCOME",
+              DATA: "DATA", ACK: "ACK", NACK: "NACK", PING: "PING", PONG: "PONG", BYE: "BYE"}
+
+F_FPR, F_MAC, F_SEALED = 1, 2, 4
+
+NACK_CRC, NACK_TOO_LARGE, NACK_SEQ, NACK_TOPIC, NACK_AUTH_FAILED, NACK_NOT_AUTH, \
+    NACK_OVERLOADED, NACK_MALFORMED = range(1, 9)
+NACK_NAMES = {NACK_CRC: "bad checksum", NACK_TOO_LARGE: "too large", NACK_SEQ: "bad sequence",
+              NACK_TOPIC: "topic not allowed", NACK_AUTH_FAILED: "authentication failed",
+              NACK_NOT_AUTH: "not authenticated", NACK_OVERLOADED: "overloaded",
+              NACK_MALFORMED: "malformed"}
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that break framing."""
+
+
+class ConnectionClosed(Exception):
+    """The peer closed the connection."""
+
+
+class NackError(Exception):
+    """A NACK answered the handshake."""
+
+    def __init__(self, frame: "Frame"):
+        self.frame = frame
+        self.code, self.reason = parse_nack(frame.payload)
+        super().__init__(f"NACK seq {frame.seq}: {self.code} "
+                         f"{NACK_NAMES.get(self.code, 'unknown')}: {self.reason}")
+
+
+@dataclass
+class Frame:
+    type: int
+    flags: int
+    topic: int
+    seq: int
+    ts_ns: int
+    payload: bytes
+    pcrc_ok: bool = True
+
+    @property
+    def type_name(self) -> str:
+        return TYPE_NAMES.get(self.type, f"type {self.type}")
+
+
+def encode_frame(type: int, payload: bytes = b"", seq: int = 0, topic: int = 0,
+                 ts_ns: int = 0, flags: int = 0, *, magic: bytes = MAGIC,
+                 version: int = VERSION, length: int | None = None,
+                 pcrc: int | None = None, hcrc: int | None = None) -> bytes:
+    """One frame; the keyword-only overrides build malformed ones."""
+    payload = bytes(payload)
+    h = HDR.pack(magic, version, type, flags, topic,
+                 len(payload) if length is None else length,
+                 zlib.crc32(payload) if pcrc is None else pcrc, seq, ts_ns, 0)[:32]
+    return h + struct.pack("<I", zlib.crc32(h) if hcrc is None else hcrc) + payload
+
+
+def decode_header(buf: bytes) -> tuple:
+    """(type, flags, topic, len, pcrc, seq, ts_ns) of a checked 36-byte header."""
+    magic, ver, typ, flags, topic, ln, pcrc, seq, ts, hcrc = HDR.unpack_from(buf)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {magic!r}")
+    if ver != VERSION:
+        raise ProtocolError(f"unsupported version {ver}")
+    if zlib.crc32(bytes(buf[:32])) != hcrc:
+        raise ProtocolError("bad header checksum")
+    if ln > MAX_FRAME_CAP:
+        raise ProtocolError(f"length {ln} above the 16 MiB cap")
+    return typ, flags, topic, ln, pcrc, seq, ts
+
+
+class Decoder:
+    """Incremental: feed() any split of the stream, get whole frames back."""
+
+    def __init__(self):
+        self.buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        self.buf += data
+        out = []
+        while len(self.buf) >= HDR_LEN:
+            typ, flags, topic, ln, pcrc, seq, ts = decode_header(self.buf)
+            if len(self.buf) < HDR_LEN + ln:
+                break
+            pl = bytes(self.buf[HDR_LEN:HDR_LEN + ln])
+            del self.buf[:HDR_LEN + ln]
+            out.append(Frame(typ, flags, topic, seq, ts, pl, zlib.crc32(pl) == pcrc))
+        return out
+
+
+def hello_payload(device: str | bytes, nonce: bytes | None = None,
+                  fingerprint: bytes | None = None) -> bytes:
+    dev = device.encode() if isinstance(device, str) else bytes(device)
+    nonce = os.urandom(16) if nonce is None else nonce
+    return bytes([len(dev)]) + dev + nonce + (fingerprint or b"")
+
+
+def parse_nack(payload: bytes) -> tuple[int, str]:
+    """(code, reason) of a NACK payload: u16 code + UTF-8 reason."""
+    if len(payload) < 2:
+        return 0, ""
+    return struct.unpack_from("<H", payload)[0], payload[2:].decode("utf-8", "replace")
+
+
+def parse_welcome(payload: bytes) -> tuple[int, bytes]:
+    """(max_frame, server proof) of a WELCOME payload."""
+    if len(payload) < 4:
+        raise ProtocolError(f"WELCOME payload of {len(payload)} bytes")
+    return struct.unpack_from("<I", payload)[0], payload[4:36]
+
+
+def gen_payload(device: str, seq: int, size: int) -> bytes:
+    """Payload mi-send --count gives seq: "DEVICE:SEQ;" repeated, cut to size."""
+    unit = f"{device}:{seq};".encode()
+    return (unit * (size // len(unit) + 1))[:size]
+
+
+class Client:
+    def __init__(self, host: str = "127.0.0.1", port: int = 7400, device: str = "py-dev",
+                 timeout: float = 5.0):
+        self.host, self.port, self.device, self.timeout = host, port, device, timeout
+        self.sock: socket.socket | None = None
+        self.dec = Decoder()
+        self.pending: list[Frame] = []
+        self.welcome_seq: int | None = None
+        self.max_frame: int | None = None
+
+    def __enter__(self):
+        if self.sock is None:
+            self.connect()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"Client({self.host}:{self.port} device {self.device})"
+
+    def connect(self) -> "Client":
+        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.dec, self.pending = Decoder(), []
+        return self
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def hello(self, nonce: bytes | None = None, fingerprint: bytes | None = None,
+              timeout: float | None = None) -> int:
+        """HELLO then WELCOME; returns the device's last durable seq.
+        Raises NackError if refused, ProtocolError on another answer
+        (e.g. CHALLENGE: keys mode is not spoken here)."""
+        if self.sock is None:
+            self.connect()
+        flags = F_FPR if fingerprint else 0
+        self.send_raw(encode_frame(HELLO, hello_payload(self.device, nonce, fingerprint),
+                                   flags=flags))
+        f = self.read_frame(timeout)
+        if f is None:
+            raise TimeoutError(f"{self!r}: no answer to HELLO")
+        if f.type == NACK:
+            raise NackError(f)
+        if f.type != WELCOME:
+            raise ProtocolError(f"{self!r}: HELLO answered with {f.type_name}")
+        self.max_frame, _ = parse_welcome(f.payload)
+        self.welcome_seq = f.seq
+        return f.seq
+
+    def send_raw(self, data: bytes):
+        self.sock.sendall(data)
+
+    def send_frame(self, type: int, payload: bytes = b"", seq: int = 0, **kw):
+        self.send_raw(encode_frame(type, payload, seq, **kw))
+
+    def send_data(self, seq: int, payload: bytes, topic: int = 0, ts_ns: int = 0,
+                  flags: int = 0):
+        self.send_raw(encode_frame(DATA, payload, seq, topic, ts_ns, flags))
+
+    def read_frame(self, timeout: float | None = None) -> Frame | None:
+        """Next frame from the server, or None after timeout seconds
+        (default: the client's timeout).  Raises ConnectionClosed on EOF."""
+        if self.pending:
+            return self.pending.pop(0)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            if not select.select([self.sock], [], [], left)[0]:
+                return None   # timeout 0 still polls once
+            try:
+                data = self.sock.recv(65536)
+            except ConnectionResetError as e:
+                raise ConnectionClosed(f"{self!r}: {e}") from e
+            if not data:
+                raise ConnectionClosed(f"{self!r}: closed by the server")
+            self.pending += self.dec.feed(data)
+            if self.pending:
+                return self.pending.pop(0)
+
+    def send_and_wait_acks(self, frames, topic: int = 0,
+                           timeout: float | None = None) -> tuple[int, dict]:
+        """Sends frames (an iterable of (seq, payload) or dicts of send_data
+        arguments) batched into few writes, then waits until an ACK covers
+        the highest seq not NACKed.  Returns (highest ACK seq seen,
+        {seq: (code, reason)}).  Raises TimeoutError when the ACKs do not come."""
+        acked, nacks, seqs, buf = 0, {}, [], bytearray()
+
+        def take(f):
+            nonlocal acked
+            if f.type == ACK:
+                acked = max(acked, f.seq)
+            elif f.type == NACK:
+                nacks[f.seq] = parse_nack(f.payload)
+            elif f.type == PING:
+                self.send_frame(PONG, seq=f.seq)
+
+        def flush():
+            self.send_raw(bytes(buf))
+            buf.clear()
+            # read what came meanwhile so the server never blocks on our ACKs
+            while (f := self.read_frame(0)) is not None:
+                take(f)
+
+        for f in frames:
+            kw = dict(f) if isinstance(f, dict) else {"seq": f[0], "payload": f[1]}
+            kw.setdefault("topic", topic)
+            seqs.append(kw["seq"])
+            buf += encode_frame(DATA, kw.pop("payload"), kw.pop("seq"), **kw)
+            if len(buf) >= 256 << 10:
+                flush()
+        flush()
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while True:
+            want = max((s for s in seqs if s not in nacks), default=0)
+            if acked >= want:
+                return acked, nacks
+            f = self.read_frame(max(0.0, deadline - time.monotonic()))
+            if f is None:
+                raise TimeoutError(f"{self!r}: ACK {acked} < seq {want} after waiting")
+            take(f)

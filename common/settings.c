@@ -1,0 +1,93 @@
+#include "common/settings.h"
+#include "common/log.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#define S(f) offsetof(struct settings, f), sizeof(((struct settings *)0)->f)
+#define N(f) offsetof(struct settings, f), 0
+
+const struct cfg_opt settings_opts[] = {
+	{ "instance", "name", CFG_STR, "default", S(instance), 0, 0, "instance name: shm /module-ingest.<name>" },
+	{ "data", "dir", CFG_STR, "./data", S(data_dir), 0, 0, "data directory (wal/, meta, devices, sinks/)" },
+	{ "server", "listen", CFG_STR, "127.0.0.1:7400", S(listen), 0, 0, "TCP address host:port" },
+	{ "server", "workers", CFG_INT, "1", N(workers), 1, 1, "ingestd event loops (one ring each)" },
+	{ "server", "max_connections", CFG_INT, "10000", N(max_connections), 1, 1000000, "connections beyond are refused" },
+	{ "server", "idle_timeout_ms", CFG_INT, "120000", N(idle_timeout_ms), 0, 86400000, "close silent connections (0: never)" },
+	{ "server", "max_frame", CFG_SIZE, "64K", N(max_frame), 64, 16 << 20, "largest DATA payload accepted" },
+	{ "auth", "mode", CFG_STR, "open", S(auth_mode), 0, 0, "open: any device id may send" },
+	{ "auth", "ndjson", CFG_BOOL, "false", N(ndjson), 0, 0, "accept the NDJSON line format (first byte '{')" },
+	{ "shm", "ring_bytes", CFG_SIZE, "64M", N(ring_bytes), 1 << 20, 1ll << 32, "ring per ingestd worker (power of two)" },
+	{ "shm", "devices", CFG_INT, "65536", N(devices), 16, 1 << 24, "device table slots (power of two)" },
+	{ "wal", "segment_bytes", CFG_SIZE, "64M", N(segment_bytes), 1 << 20, 1ll << 32, "segment size before rotation" },
+	{ "wal", "commit_bytes", CFG_SIZE, "4M", N(commit_bytes), 4096, 1ll << 30, "group commit: sync after this many bytes" },
+	{ "wal", "commit_us", CFG_INT, "1000", N(commit_us), 0, 1000000, "group commit: sync after this long" },
+	{ "wal", "checkpoint_ms", CFG_INT, "1000", N(checkpoint_ms), 10, 3600000, "meta + device checkpoint interval" },
+	{ "log", "level", CFG_STR, "info", S(log_level), 0, 0, "error, warn, info or debug" },
+	{ "log", "file", CFG_STR, "-", S(log_file), 0, 0, "log file, '-' for stdout" },
+	{ "sinkd", "sinks", CFG_STR, "disk", S(sinks), 0, 0, "comma-separated sinks to run" },
+};
+const unsigned settings_nopts = sizeof(settings_opts) / sizeof(settings_opts[0]);
+
+static int pow2(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+int settings_load(const char *path, struct settings *ret, cfg_t **ret_cfg, int check,
+		  char err[CFG_ERR_LEN])
+{
+	cfg_t *c = NULL;
+	struct settings s;
+	memset(&s, 0, sizeof(s));
+	int r = cfg_open(path, &c, err);
+	if (r < 0)
+		return r;
+	r = cfg_apply(c, settings_opts, settings_nopts, &s, err);
+	if (r < 0)
+		goto fail;
+	static const char *const skip[] = { "sink_", NULL };
+	if (check && (r = cfg_check_unused(c, skip, err)) < 0)
+		goto fail;
+	r = -EINVAL;
+	if (strcmp(s.auth_mode, "open")) {
+		snprintf(err, CFG_ERR_LEN, "[auth] mode = '%s': only 'open' is supported by this build", s.auth_mode);
+		goto fail;
+	}
+	if (!pow2(s.ring_bytes)) {
+		snprintf(err, CFG_ERR_LEN, "[shm] ring_bytes = %llu: must be a power of two", (unsigned long long)s.ring_bytes);
+		goto fail;
+	}
+	if (!pow2((uint64_t)s.devices)) {
+		snprintf(err, CFG_ERR_LEN, "[shm] devices = %lld: must be a power of two", (long long)s.devices);
+		goto fail;
+	}
+	/* a record must fit the ring with room for a second batch behind it */
+	if (s.max_frame + 4096 > s.ring_bytes / 4) {
+		snprintf(err, CFG_ERR_LEN, "[server] max_frame = %llu: must be under a quarter of [shm] ring_bytes",
+			 (unsigned long long)s.max_frame);
+		goto fail;
+	}
+	if (s.commit_bytes > s.ring_bytes / 2) {
+		snprintf(err, CFG_ERR_LEN, "[wal] commit_bytes = %llu: must be at most half of [shm] ring_bytes",
+			 (unsigned long long)s.commit_bytes);
+		goto fail;
+	}
+	if (s.max_frame + 4096 > s.segment_bytes) {
+		snprintf(err, CFG_ERR_LEN, "[wal] segment_bytes = %llu: smaller than a max_frame record",
+			 (unsigned long long)s.segment_bytes);
+		goto fail;
+	}
+	if (log_level_parse(s.log_level) < 0) {
+		snprintf(err, CFG_ERR_LEN, "[log] level = '%s': use error, warn, info or debug", s.log_level);
+		goto fail;
+	}
+	*ret = s;
+	*ret_cfg = c;
+	return 0;
+fail:
+	cfg_close(c);
+	return r;
+}

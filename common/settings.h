@@ -1,0 +1,41 @@
+/* settings — the options every stage reads from the one INI file.
+ *
+ * All three daemons load the same table so a key means the same thing
+ * everywhere; sinks add their own tables in sections named sink_<name>.
+ */
+#ifndef MI_SETTINGS_H
+#define MI_SETTINGS_H
+#include <stdint.h>
+
+#include "common/config.h"
+
+struct settings {
+	char instance[64];        /* names the shm region and bpffs dir */
+	char data_dir[256];
+	char listen[128];         /* host:port */
+	int64_t workers;
+	int64_t max_connections;
+	int64_t idle_timeout_ms;
+	uint64_t max_frame;
+	char auth_mode[16];       /* "open" (keys: a later issue) */
+	int ndjson;
+	uint64_t ring_bytes;
+	int64_t devices;
+	uint64_t segment_bytes;
+	uint64_t commit_bytes;
+	int64_t commit_us;
+	int64_t checkpoint_ms;
+	char log_level[16];
+	char log_file[256];
+	char sinks[256];          /* comma-separated sink names to run */
+};
+
+extern const struct cfg_opt settings_opts[];
+extern const unsigned settings_nopts;
+
+/* Opens path (NULL: defaults), applies the core table and, when check is
+ * set, rejects unknown keys outside sink_* sections.  Returns 0 or -errno
+ * with err filled; on success *ret_cfg stays open for sink tables. */
+int settings_load(const char *path, struct settings *ret, cfg_t **ret_cfg, int check,
+		  char err[CFG_ERR_LEN]);
+#endif

@@ -1,0 +1,294 @@
+/* flusherd — the only writer of the write-ahead log.
+ *
+ * Drains the shared-memory rings into WAL segments, commits in groups (one
+ * fdatasync for everything that arrived meanwhile) and publishes how far
+ * each ring and the log are durable.  Owns recovery and --replay.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/settings.h"
+#include "flusherd/ckpt.h"
+#include "flusherd/commit.h"
+#include "flusherd/recover.h"
+#include "flusherd/replay.h"
+#include "flusherd/wal.h"
+#include "shm/atomic.h"
+#include "shm/devtab.h"
+#include "shm/shm.h"
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: flusherd [-c FILE] [--replay [--dump] [--repair]]\n"
+		"\n"
+		"The write-ahead-log stage of module-ingest: drains the shared-memory rings\n"
+		"into data/wal/*.seg, commits in groups (fdatasync) and publishes durable\n"
+		"positions so ingestd can acknowledge.  Normally run by run/supervise.\n"
+		"\n"
+		"  -c, --config FILE  config file (default: built-in defaults)\n"
+		"      --replay       verify every segment and report damage (file, offset);\n"
+		"                     exit 0 if the log is whole, 1 if damaged\n"
+		"      --dump         with --replay: one JSON object per DATA record on stdout\n"
+		"                     (lsn, device, topic, seq, ts_ns, len, crc_ok)\n"
+		"      --repair       with --replay: cut the log at the first damaged record\n"
+		"                     (flusherd must not be running)\n"
+		"  -h, --help         this text\n"
+		"\n"
+		"Config keys (INGEST_<SECTION>_<KEY> overrides any of them):\n");
+	cfg_print_help(settings_opts, settings_nopts);
+}
+
+static int mkdir_p(const char *path)
+{
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int take_lock(const char *wal_dir)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/LOCK", wal_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		close(fd);
+		return e == EWOULDBLOCK ? -EBUSY : -e;
+	}
+	return fd;
+}
+
+static int checkpoint(const struct settings *s, struct shm_ctl *ctl, const struct committer *c,
+		      uint64_t log_id)
+{
+	struct meta m;
+	memset(&m, 0, sizeof(m));
+	m.nrings = ctl->nrings;
+	m.log_id = log_id;
+	m.ckpt_lsn = c->wal->synced_lsn;
+	m.shm_id = ctl->shm_id;
+	for (uint32_t i = 0; i < ctl->nrings; i++)
+		m.pos[i] = c->released[i];
+	/* devices first: meta then never points past what the devices file knows */
+	int r = devices_store(s->data_dir, ctl, m.ckpt_lsn);
+	if (r == 0)
+		r = meta_store(s->data_dir, &m);
+	if (r == 0)
+		shm_count(&shm_ctr(ctl, STAGE_FLUSHERD)[FC_CHECKPOINTS], 1);
+	return r;
+}
+
+/* Waits for records or a stop request, at most 100 ms. */
+static void idle_wait(struct shm_ctl *ctl, struct committer *c)
+{
+	uint32_t seen = futex_seq_enter(&ctl->work);
+	if (commit_pending(c) || stop_requested) {
+		futex_seq_leave(&ctl->work);
+		return;
+	}
+	futex_seq_wait(&ctl->work, seen, 100 * 1000 * 1000ull);
+}
+
+static void stall(struct shm_ctl *ctl, int err, const char *what, const char *path, int *stalled,
+		  uint64_t *since)
+{
+	if (!*stalled) {
+		log_error("%s %s: %s; acks stop until it succeeds (retrying)", what, path, strerror(-err));
+		shm_count(&shm_ctr(ctl, STAGE_FLUSHERD)[FC_STALLED], 1);
+		*stalled = 1;
+		*since = clock_mono_ns();
+	}
+	struct timespec ts = { 0, 50 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+static int run(const struct settings *s)
+{
+	char wal_dir[512], err[SHM_ERR_LEN > RECOVER_ERR_LEN ? SHM_ERR_LEN : RECOVER_ERR_LEN];
+	shm_region_t reg = { 0 };
+	struct wal wal = { .fd = -1, .dirfd = -1 };
+	struct committer c;
+	struct recover_result rr;
+	int r, lock = -1, ret = 1;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(wal_dir, sizeof(wal_dir), "%s/wal", s->data_dir);
+	if ((r = mkdir_p(s->data_dir)) < 0 || (r = mkdir_p(wal_dir)) < 0) {
+		log_error("data dir %s: %s", s->data_dir, strerror(-r));
+		return 1;
+	}
+	lock = take_lock(wal_dir);
+	if (lock < 0) {
+		log_error("%s/LOCK: %s", wal_dir,
+			  lock == -EBUSY ? "another flusherd (or --repair) is using this log" : strerror(-lock));
+		return 1;
+	}
+	struct shm_geom g = { .nrings = (uint32_t)s->workers, .ndevices = (uint32_t)s->devices,
+			      .ring_bytes = s->ring_bytes };
+	if ((r = shm_open_region(s->instance, &g, 1, &reg, err)) < 0) {
+		log_error("%s", err);
+		goto out;
+	}
+	struct shm_ctl *ctl = reg.ctl;
+	shm_stage_start(ctl, STAGE_FLUSHERD);
+	uint64_t t0 = clock_mono_ns();
+	uint32_t max_rec = rec_size(MI_DEVID_MAX, (uint32_t)s->max_frame);
+	if ((r = recover_run(s->data_dir, ctl, (uint32_t)s->max_frame, &rr, err)) < 0) {
+		log_error("recovery: %s", err);
+		goto out;
+	}
+	r = wal_open(&wal, wal_dir, rr.log_id, s->segment_bytes, rr.seg_first, rr.end_lsn, rr.new_log);
+	if (r < 0) {
+		log_error("%s: open segment at LSN %llu: %s", wal_dir, (unsigned long long)rr.seg_first,
+			  strerror(-r));
+		goto out;
+	}
+	if ((r = commit_init(&c, ctl, &wal, rr.pos, s->commit_bytes, (uint64_t)s->commit_us, max_rec)) < 0) {
+		log_error("commit: %s", strerror(-r));
+		goto out;
+	}
+	uint64_t *ctr = shm_ctr(ctl, STAGE_FLUSHERD);
+	uint64_t rec_ns = clock_mono_ns() - t0;
+	shm_count(&ctr[FC_RECOVERED_RECORDS], rr.records);
+	shm_count(&ctr[FC_RECOVERY_CUT_BYTES], rr.cut_bytes);
+	shm_store_relaxed(&ctr[FC_RECOVERY_NS], rec_ns);
+	shm_store_relaxed(&ctr[FC_DURABLE_LSN], rr.end_lsn);
+	shm_store_release(&ctl->durable_lsn, rr.end_lsn);
+	if ((r = checkpoint(s, ctl, &c, rr.log_id)) < 0)
+		log_warn("checkpoint %s/meta: %s", s->data_dir, strerror(-r));
+	shm_store_release(&ctl->ready, 1);
+	futex_seq_signal(&ctl->durable);
+	log_info("recovered %s in %.1f ms: log ends at LSN %llu, %llu records after the checkpoint, "
+		 "%llu bytes cut from the tail, %s%u devices; rings resume at %llu",
+		 wal_dir, (double)rec_ns / 1e6, (unsigned long long)rr.end_lsn, (unsigned long long)rr.records,
+		 (unsigned long long)rr.cut_bytes, rr.devices_loaded ? "loaded " : "", devtab_count(ctl),
+		 (unsigned long long)rr.pos[0]);
+
+	int stalled = 0;
+	uint64_t stall_since = 0, last_hb = 0, last_ckpt = clock_mono_ns(), ckpt_lsn = wal.synced_lsn;
+	uint64_t stop_deadline = 0;
+	for (;;) {
+		uint64_t now = clock_mono_ns();
+		if (now - last_hb > 100 * 1000 * 1000ull) {
+			shm_stage_heartbeat(ctl, STAGE_FLUSHERD);
+			last_hb = now;
+		}
+		if (stop_requested && !stop_deadline)
+			stop_deadline = now + 5ull * 1000 * 1000 * 1000;
+		int64_t n = commit_step(&c);
+		if (n == -EBADMSG) {
+			log_error("ring: impossible record at a ring position (producer bug or stray write); "
+				  "stopping without consuming it");
+			goto out;
+		}
+		if (n < 0) {
+			stall(ctl, (int)n, "write", wal.seg_path, &stalled, &stall_since);
+			continue;
+		}
+		if (n == 0 || commit_due(&c, clock_mono_ns())) {
+			r = commit_sync(&c);
+			if (r < 0) {
+				stall(ctl, r, "fdatasync", wal.seg_path, &stalled, &stall_since);
+				continue;
+			}
+			if (stalled) {
+				log_info("%s: writing again after %.1f s stalled", wal.seg_path,
+					 (double)(clock_mono_ns() - stall_since) / 1e9);
+				stalled = 0;
+			}
+		}
+		now = clock_mono_ns();
+		if (wal.synced_lsn != ckpt_lsn && now - last_ckpt >= (uint64_t)s->checkpoint_ms * 1000000ull) {
+			if ((r = checkpoint(s, ctl, &c, rr.log_id)) < 0)
+				log_warn("checkpoint %s/meta: %s", s->data_dir, strerror(-r));
+			last_ckpt = now;
+			ckpt_lsn = wal.synced_lsn;
+		}
+		if (n == 0) {
+			if (stop_requested && (!commit_pending(&c) || now > stop_deadline))
+				break;
+			idle_wait(ctl, &c);
+		}
+	}
+	if (commit_pending(&c))
+		log_warn("stopping with records still in the rings (the next flusherd writes them)");
+	if ((r = checkpoint(s, ctl, &c, rr.log_id)) < 0)
+		log_warn("checkpoint %s/meta: %s", s->data_dir, strerror(-r));
+	log_info("stopped: log durable up to LSN %llu", (unsigned long long)wal.synced_lsn);
+	ret = 0;
+out:
+	if (reg.ctl)
+		shm_stage_stop(reg.ctl, STAGE_FLUSHERD);
+	commit_free(&c);
+	wal_close(&wal);
+	shm_close_region(&reg);
+	if (lock >= 0)
+		close(lock);
+	return ret;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' }, { "replay", no_argument, NULL, 'R' },
+		{ "dump", no_argument, NULL, 'D' },         { "repair", no_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL;
+	int replay = 0, dump = 0, repair = 0, o;
+	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': config = optarg; break;
+		case 'R': replay = 1; break;
+		case 'D': dump = 1; break;
+		case 'P': repair = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc || ((dump || repair) && !replay)) {
+		usage(stderr);
+		return 2;
+	}
+	struct settings s;
+	cfg_t *cfg = NULL;
+	char err[CFG_ERR_LEN];
+	if (settings_load(config, &s, &cfg, 1, err) < 0) {
+		fprintf(stderr, "flusherd: %s\n", err);
+		return 2;
+	}
+	cfg_close(cfg);
+	if (replay)
+		return replay_run(&s, dump, repair);
+	int r = log_open("flusherd", s.log_file, (enum log_level)log_level_parse(s.log_level));
+	if (r < 0) {
+		fprintf(stderr, "flusherd: log file %s: %s\n", s.log_file, strerror(-r));
+		return 2;
+	}
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	return run(&s);
+}

@@ -1,0 +1,325 @@
+#include "flusherd/recover.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/seg.h"
+#include "flusherd/ckpt.h"
+#include "shm/atomic.h"
+#include "shm/devtab.h"
+#include "shm/ring.h"
+
+struct segmap {
+	int fd;
+	uint8_t *p;
+	size_t size;
+};
+
+static int map_seg(const char *dir, const char *name, struct segmap *m)
+{
+	char path[512];
+	struct stat st;
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	m->fd = open(path, O_RDWR | O_CLOEXEC);
+	if (m->fd < 0)
+		return -errno;
+	if (fstat(m->fd, &st) < 0) {
+		close(m->fd);
+		return -errno;
+	}
+	m->size = (size_t)st.st_size;
+	m->p = NULL;
+	if (m->size) {
+		m->p = mmap(NULL, m->size, PROT_READ, MAP_SHARED, m->fd, 0);
+		if (m->p == MAP_FAILED) {
+			int e = errno;
+			close(m->fd);
+			return -e;
+		}
+	}
+	return 0;
+}
+
+static void unmap_seg(struct segmap *m)
+{
+	if (m->p)
+		munmap(m->p, m->size);
+	if (m->fd >= 0)
+		close(m->fd);
+	m->fd = -1;
+	m->p = NULL;
+}
+
+static uint64_t new_log_id(void)
+{
+	uint64_t id = 0;
+	if (getrandom(&id, sizeof(id), 0) != sizeof(id))
+		id = clock_real_ns();
+	return id ? id : 1;
+}
+
+/* Applies the records of [from, to) of a mapped segment to the device table. */
+static void apply_devices(struct shm_ctl *ctl, const uint8_t *base, uint64_t from, uint64_t to)
+{
+	for (uint64_t off = from; off < to;) {
+		const struct rec_hdr *h = (const struct rec_hdr *)(const void *)(base + off);
+		if (h->type == REC_DATA) {
+			int slot = devtab_insert(ctl, rec_id(h), h->id_len);
+			if (slot >= 0) {
+				struct shm_dev *d = shm_dev(ctl, (uint32_t)slot);
+				if (h->seq > d->last_durable)
+					shm_store_release(&d->last_durable, h->seq);
+			}
+		}
+		off += rec_total(h);
+	}
+}
+
+int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, struct recover_result *ret,
+		char err[RECOVER_ERR_LEN])
+{
+	char wal_dir[512];
+	struct recover_result res;
+	struct meta meta;
+	struct seg_ent *segs = NULL;
+	size_t nseg = 0;
+	int r, have_meta;
+	int fresh_shm = !shm_load_acquire(&ctl->ready);
+
+	memset(&res, 0, sizeof(res));
+	snprintf(wal_dir, sizeof(wal_dir), "%s/wal", data_dir);
+	r = meta_load(data_dir, &meta);
+	if (r < 0 && r != -ENOENT) {
+		snprintf(err, RECOVER_ERR_LEN, "%s/meta: %s", data_dir,
+			 r == -EBADMSG ? "no valid copy in either slot" : strerror(-r));
+		return r;
+	}
+	have_meta = r == 0;
+	if ((r = seg_list(wal_dir, &segs, &nseg)) < 0) {
+		snprintf(err, RECOVER_ERR_LEN, "%s: %s", wal_dir, strerror(-r));
+		return r;
+	}
+	if (nseg == 0) {
+		if (have_meta && meta.ckpt_lsn > 0) {
+			snprintf(err, RECOVER_ERR_LEN,
+				 "%s: no segments, but %s/meta says the log was durable up to LSN %llu",
+				 wal_dir, data_dir, (unsigned long long)meta.ckpt_lsn);
+			return -ENOENT;
+		}
+		res.log_id = have_meta ? meta.log_id : new_log_id();
+		res.new_log = 1;
+		res.seg_first = res.end_lsn = have_meta ? meta.ckpt_lsn : 0;
+		goto devices;
+	}
+
+	uint64_t ckpt = have_meta ? meta.ckpt_lsn : segs[0].first_lsn;
+	if (have_meta && meta.shm_id == ctl->shm_id)
+		for (uint32_t i = 0; i < meta.nrings && i < ctl->nrings; i++)
+			res.pos[i] = meta.pos[i];
+	size_t first = 0;
+	while (first + 1 < nseg && segs[first + 1].first_lsn <= ckpt)
+		first++;
+	if (segs[first].first_lsn > ckpt) {
+		snprintf(err, RECOVER_ERR_LEN, "%s: checkpoint LSN %llu is before the first segment %s",
+			 wal_dir, (unsigned long long)ckpt, segs[first].name);
+		r = -EBADMSG;
+		goto out;
+	}
+
+	/* pass 1: verify, find the end of the last MARK */
+	uint64_t log_id = have_meta ? meta.log_id : 0;
+	uint64_t cut = ckpt, expect_first = segs[first].first_lsn;
+	size_t cut_seg = first;
+	for (size_t s = first; s < nseg; s++) {
+		struct segmap m;
+		uint64_t sfirst, slog;
+		int last = s + 1 == nseg;
+		if ((r = map_seg(wal_dir, segs[s].name, &m)) < 0) {
+			snprintf(err, RECOVER_ERR_LEN, "%s/%s: %s", wal_dir, segs[s].name, strerror(-r));
+			goto out;
+		}
+		if (seg_hdr_parse(m.p, m.size, &sfirst, &slog) < 0 || sfirst != segs[s].first_lsn) {
+			unmap_seg(&m);
+			if (last && m.size <= SEG_HDR_LEN) {
+				/* a rotation that died before its header was synced: the
+				 * segment holds nothing; drop it and end the log before it */
+				char path[600];
+				snprintf(path, sizeof(path), "%s/%s", wal_dir, segs[s].name);
+				unlink(path);
+				nseg--;
+				break;
+			}
+			snprintf(err, RECOVER_ERR_LEN, "%s/%s: bad segment header; run flusherd --replay", wal_dir,
+				 segs[s].name);
+			r = -EBADMSG;
+			goto out;
+		}
+		if (!log_id)
+			log_id = slog;
+		if (slog != log_id || sfirst != expect_first) {
+			unmap_seg(&m);
+			snprintf(err, RECOVER_ERR_LEN, "%s/%s: %s; run flusherd --replay", wal_dir, segs[s].name,
+				 slog != log_id ? "belongs to another log (log id differs from data/meta)"
+						: "does not start where the previous segment ends");
+			r = -EBADMSG;
+			goto out;
+		}
+		uint64_t off = s == first ? ckpt - sfirst : 0;
+		enum seg_rec_status st = SEG_REC_END;
+		while (SEG_HDR_LEN + off < m.size) {
+			const uint8_t *p = m.p + SEG_HDR_LEN + off;
+			st = seg_rec_check(p, m.size - SEG_HDR_LEN - off, max_plen + 4096);
+			if (st != SEG_REC_OK)
+				break;
+			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)p;
+			off += rec_total(h);
+			res.records++;
+			if (h->type == REC_MARK) {
+				cut = sfirst + off;
+				cut_seg = s;
+				if (rec_mark_shm_id(h) == ctl->shm_id)
+					for (uint32_t i = 0; i < rec_mark_nrings(h) && i < ctl->nrings; i++)
+						res.pos[i] = rec_mark_pos(h, i);
+			}
+			st = SEG_REC_END;
+		}
+		if (!last && st != SEG_REC_END) {
+			unmap_seg(&m);
+			snprintf(err, RECOVER_ERR_LEN,
+				 "%s/%s: %s at offset %llu inside the log (not its tail); durable data is damaged: "
+				 "run flusherd --replay, then --repair",
+				 wal_dir, segs[s].name, seg_rec_status_name(st),
+				 (unsigned long long)(SEG_HDR_LEN + off));
+			r = -EBADMSG;
+			goto out;
+		}
+		expect_first = sfirst + off;
+		unmap_seg(&m);
+	}
+	if (nseg == 0) {
+		/* the only segment was a dead rotation: start again where it was */
+		res.log_id = log_id ? log_id : new_log_id();
+		res.new_log = 1;
+		res.seg_first = res.end_lsn = segs[0].first_lsn;
+		goto devices;
+	}
+
+	/* cut: only the last segment (or segments emptied after the cut) lose bytes */
+	for (size_t s = nseg; s-- > cut_seg + 1;) {
+		char path[600];
+		snprintf(path, sizeof(path), "%s/%s", wal_dir, segs[s].name);
+		struct stat st;
+		if (stat(path, &st) == 0)
+			res.cut_bytes += st.st_size > SEG_HDR_LEN ? (uint64_t)st.st_size - SEG_HDR_LEN : 0;
+		if (unlink(path) < 0) {
+			r = -errno;
+			snprintf(err, RECOVER_ERR_LEN, "%s: unlink: %s", path, strerror(-r));
+			goto out;
+		}
+	}
+	nseg = cut_seg + 1;
+	{
+		char path[600];
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/%s", wal_dir, segs[cut_seg].name);
+		int fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			r = -errno;
+			snprintf(err, RECOVER_ERR_LEN, "%s: %s", path, strerror(-r));
+			if (fd >= 0)
+				close(fd);
+			goto out;
+		}
+		uint64_t keep = SEG_HDR_LEN + (cut - segs[cut_seg].first_lsn);
+		if ((uint64_t)st.st_size > keep) {
+			res.cut_bytes += (uint64_t)st.st_size - keep;
+			if (ftruncate(fd, (off_t)keep) < 0) {
+				r = -errno;
+				snprintf(err, RECOVER_ERR_LEN, "%s: cut to %llu bytes: %s", path,
+					 (unsigned long long)keep, strerror(-r));
+				close(fd);
+				goto out;
+			}
+		}
+		/* the previous flusherd may have died between write and sync */
+		if (fdatasync(fd) < 0) {
+			r = -errno;
+			snprintf(err, RECOVER_ERR_LEN, "%s: fdatasync: %s", path, strerror(-r));
+			close(fd);
+			goto out;
+		}
+		close(fd);
+		int dfd = open(wal_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			if (fsync(dfd) < 0) { /* best effort: the segment data is synced */ }
+			close(dfd);
+		}
+	}
+	res.log_id = log_id;
+	res.seg_first = segs[cut_seg].first_lsn;
+	res.end_lsn = cut;
+
+devices:
+	if (fresh_shm) {
+		uint64_t dlsn = 0;
+		r = devices_load(data_dir, ctl, &dlsn);
+		if (r < 0) {
+			snprintf(err, RECOVER_ERR_LEN, "%s/devices: %s", data_dir,
+				 r == -EBADMSG ? "damaged (bad checksum or length)" :
+				 r == -ENOSPC ? "more devices than [shm] devices slots" : strerror(-r));
+			goto out;
+		}
+		res.devices_loaded = r;
+	}
+	/* pass 2: device seqs from the trusted part of the log */
+	if (!res.new_log) {
+		uint64_t ck = have_meta ? meta.ckpt_lsn : segs[0].first_lsn;
+		for (size_t s = 0; s < nseg; s++) {
+			uint64_t sfirst = segs[s].first_lsn;
+			uint64_t send = s + 1 < nseg ? segs[s + 1].first_lsn : res.end_lsn;
+			if (send <= ck)
+				continue;
+			struct segmap m;
+			if ((r = map_seg(wal_dir, segs[s].name, &m)) < 0) {
+				snprintf(err, RECOVER_ERR_LEN, "%s/%s: %s", wal_dir, segs[s].name, strerror(-r));
+				goto out;
+			}
+			uint64_t from = ck > sfirst ? ck - sfirst : 0;
+			apply_devices(ctl, m.p + SEG_HDR_LEN, from, send - sfirst);
+			unmap_seg(&m);
+		}
+	}
+	for (uint32_t i = 0; i < ctl->ndevices; i++) {
+		struct shm_dev *d = shm_dev(ctl, i);
+		if (shm_load_acquire(&d->state) != DEV_READY)
+			continue;
+		uint64_t dur = d->last_durable;
+		if (fresh_shm || d->last_accepted < dur)
+			shm_store_release(&d->last_accepted, dur);
+	}
+	for (uint32_t i = 0; i < ctl->nrings; i++) {
+		struct ring_hdr *h = shm_ring_hdr(ctl, i);
+		uint64_t head = shm_load_acquire(&h->head);
+		if (res.pos[i] > head) {
+			snprintf(err, RECOVER_ERR_LEN,
+				 "ring %u: the log holds records up to position %llu but the ring head is %llu "
+				 "(shm region reused by another log?); stop every stage and remove the shm region",
+				 i, (unsigned long long)res.pos[i], (unsigned long long)head);
+			r = -EPROTO;
+			goto out;
+		}
+	}
+	*ret = res;
+	r = 0;
+out:
+	free(segs);
+	return r;
+}

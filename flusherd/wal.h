@@ -1,0 +1,45 @@
+/* wal — the append side of the write-ahead log (flusherd only).
+ *
+ * One open segment at a time.  wal_append() writes a batch at the end of the
+ * current segment with pwritev; on failure it cuts the file back to where
+ * the batch began, so a failed write leaves no partial record behind.
+ * wal_sync() makes everything appended durable.  A batch never spans
+ * segments: the caller asks wal_room() and rotates first.
+ */
+#ifndef MI_WAL_H
+#define MI_WAL_H
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct wal {
+	char dir[256];
+	int dirfd;
+	int fd;                 /* current segment, -1 when none */
+	uint64_t log_id;
+	uint64_t seg_first;     /* first LSN of the current segment */
+	uint64_t seg_max;       /* data bytes a segment may hold */
+	uint64_t lsn;           /* end of appended data */
+	uint64_t synced_lsn;    /* end of fdatasync'd data */
+	char seg_path[300];
+};
+
+/* Opens dir for appending at lsn in the segment named by seg_first (which
+ * must exist, with valid data up to lsn), or creates the first segment when
+ * create_first is set.  Returns 0 or -errno. */
+int wal_open(struct wal *w, const char *dir, uint64_t log_id, uint64_t seg_max, uint64_t seg_first,
+	     uint64_t lsn, int create_first);
+void wal_close(struct wal *w);
+static inline uint64_t wal_room(const struct wal *w)
+{
+	return w->seg_max - (w->lsn - w->seg_first);
+}
+/* Starts a new segment at the current LSN, which must be synced (the old
+ * segment is then complete on disk).  Returns 0 or -errno. */
+int wal_rotate(struct wal *w);
+/* Appends bytes (the sum of iov) at the end.  Returns 0 or -errno. */
+int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t bytes);
+/* fdatasync everything appended.  On failure the unsynced bytes are cut off
+ * (the page cache cannot be trusted after a failed fsync) and lsn goes back
+ * to synced_lsn; the caller writes them again.  Returns 0 or -errno. */
+int wal_sync(struct wal *w);
+#endif

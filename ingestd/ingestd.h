@@ -1,0 +1,120 @@
+/* ingestd internals shared by its files (not a library API).
+ *
+ * One worker = one epoll loop, one ring, single-threaded, plus a notifier
+ * thread that turns flusherd's durable futex into an eventfd wake-up.
+ *
+ * Backpressure without a stash: a read takes at most (free ring bytes -
+ * one max record) / REC_EXPANSION bytes, and a record is never more than
+ * REC_EXPANSION times the wire bytes it came from, so every frame decoded
+ * from a read fits the ring.  When the ring has no room for a minimum read,
+ * the connection waits on the blocked list until flusherd releases space.
+ */
+#ifndef MI_INGESTD_H
+#define MI_INGESTD_H
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "common/frame.h"
+#include "common/pool.h"
+#include "common/settings.h"
+#include "shm/ring.h"
+#include "shm/shm.h"
+
+/* 36-byte frame header -> 40 + 64 (id) + 7 (pad) byte record: < 4x */
+#define REC_EXPANSION 4
+#define READ_MAX (256u << 10)
+#define READ_MIN (4u << 10)
+#define READ_BUDGET 4            /* reads per connection per loop pass (fairness) */
+#define WBUF_MAX (256u << 10)    /* a peer that does not read its acks is closed */
+
+enum conn_state {
+	CS_NEW,          /* nothing received yet: binary or NDJSON decided by the first byte */
+	CS_AWAIT_HELLO,  /* binary, no session */
+	CS_SESSION,      /* HELLO done: DATA accepted */
+	CS_NDJSON,
+	CS_CLOSING,
+};
+
+struct conn {
+	int fd;
+	uint8_t state;
+	uint8_t in_ack_list;
+	uint8_t in_ready_list;    /* unread input left (budget or ring space) */
+	uint8_t eof;
+	uint8_t ack_again;        /* a retry of an acked seq: repeat the ACK */
+	int32_t slot;             /* device-table slot, -1 before HELLO */
+	uint64_t hi_seq;          /* highest DATA seq received on this connection */
+	uint64_t acked_seq;       /* highest seq ACKed */
+	uint64_t last_active_ms;
+	struct conn *ack_next, *ack_prev;
+	struct conn *ready_next;
+	uint8_t *wbuf;            /* unsent output (pool), NULL when none */
+	uint32_t wlen, wcap;
+	uint8_t *line;            /* NDJSON partial line (pool) */
+	uint32_t line_len, line_cap;
+	uint32_t ndjson_lineno;
+	struct sockaddr_in6 peer;
+	struct mi_decoder dec;
+};
+
+struct worker {
+	const struct settings *s;
+	struct shm_ctl *ctl;
+	uint64_t *ctr;
+	struct ring_prod ring;
+	uint32_t ring_id;
+	int ep, lfd, efd;
+	pool_t *pool;
+	struct conn **conns;      /* by fd */
+	int nconns_max_fd;
+	uint32_t nconns;
+	struct conn **by_slot;    /* live session per device slot */
+	struct conn *ack_head;
+	struct conn *ready_head;
+	int ack_scan;             /* re-check the ack list this pass */
+	uint64_t published;       /* ring head last published */
+	uint64_t now_ms;
+	uint64_t now_ns;          /* CLOCK_REALTIME of this pass: srv_ns for records */
+	uint8_t *rbuf;
+	pthread_t notifier;
+	volatile int stopping;
+	uint32_t max_rec;
+};
+
+/* worker.c */
+int worker_run(struct worker *w);
+void conn_close(struct worker *w, struct conn *c, const char *why);
+void conn_want_read(struct worker *w, struct conn *c);
+
+/* conn.c */
+void conn_on_readable(struct worker *w, struct conn *c);
+void conn_on_writable(struct worker *w, struct conn *c);
+/* Queues bytes for the peer: sent at once when the socket takes them.
+ * Returns 0, or -1 when the connection is closed (c is then gone). */
+int conn_send(struct worker *w, struct conn *c, const void *buf, size_t len);
+const char *conn_peer(const struct conn *c, char *buf, size_t len);
+uint64_t ring_free(const struct worker *w);
+
+/* session.c */
+/* Handles one decoded frame.  Returns 0, or -1 when the connection closed. */
+int session_frame(struct worker *w, struct conn *c, const struct mi_frame *f);
+int session_nack(struct worker *w, struct conn *c, uint64_t seq, enum mi_nack code, const char *reason);
+/* Stores one record for a device.  Returns 0 or -ENOBUFS (ring full). */
+int session_store(struct worker *w, int32_t slot, uint16_t topic, uint64_t seq, uint64_t ts_ns,
+		  const void *payload, uint32_t len, uint32_t pcrc);
+void session_end(struct worker *w, struct conn *c);
+
+/* ack.c */
+int ack_start(struct worker *w);
+void ack_stop(struct worker *w);
+void ack_track(struct worker *w, struct conn *c);
+void ack_untrack(struct worker *w, struct conn *c);
+/* Sends every ACK that the durable seqs allow. */
+void ack_scan(struct worker *w);
+
+/* ndjson.c */
+/* Consumes bytes of an NDJSON connection.  Returns 0 or -1 (closed). */
+int ndjson_feed(struct worker *w, struct conn *c, const uint8_t *buf, size_t len);
+#endif

@@ -1,0 +1,162 @@
+/* session — what each frame means: HELLO, DATA and the seq rules, NACKs. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/record.h"
+#include "ingestd/ingestd.h"
+#include "shm/atomic.h"
+#include "shm/devtab.h"
+
+static const enum ingestd_ctr nack_ctr[MI_NACK_MAX] = {
+	[MI_NACK_CRC] = IC_NACK_CRC, [MI_NACK_TOO_LARGE] = IC_NACK_TOO_LARGE,
+	[MI_NACK_SEQ] = IC_NACK_SEQ, [MI_NACK_NOT_AUTH] = IC_NACK_NOT_AUTH,
+	[MI_NACK_MALFORMED] = IC_NACK_MALFORMED, [MI_NACK_OVERLOADED] = IC_NACK_OVERLOADED,
+};
+
+int session_nack(struct worker *w, struct conn *c, uint64_t seq, enum mi_nack code, const char *reason)
+{
+	uint8_t buf[MI_HDR_LEN + 2 + 200];
+	uint8_t pl[2 + 200];
+	size_t rl = strlen(reason);
+	if (rl > 200)
+		rl = 200;
+	mi_put16(pl, (uint16_t)code);
+	memcpy(pl + 2, reason, rl);
+	size_t n = mi_frame_build(buf, sizeof(buf), MI_NACK, 0, 0, seq, 0, pl, (uint32_t)(2 + rl));
+	shm_count(&w->ctr[IC_NACKS_SENT], 1);
+	if (code < MI_NACK_MAX && nack_ctr[code])
+		shm_count(&w->ctr[nack_ctr[code]], 1);
+	return conn_send(w, c, buf, n);
+}
+
+/* NACK, then close: for HELLOs that cannot become a session. */
+static int refuse(struct worker *w, struct conn *c, enum mi_nack code, const char *reason)
+{
+	char why[256];
+	if (session_nack(w, c, 0, code, reason) < 0)
+		return -1;
+	snprintf(why, sizeof(why), "HELLO refused: %s", reason);
+	conn_close(w, c, why);
+	return -1;
+}
+
+static int on_hello(struct worker *w, struct conn *c, const struct mi_frame *f)
+{
+	const uint8_t *p = f->payload;
+	shm_count(&w->ctr[IC_HELLO], 1);
+	if (c->state == CS_SESSION)
+		return session_nack(w, c, 0, MI_NACK_MALFORMED, "HELLO on a connection that already has a session") < 0 ? -1 : 0;
+	if (!f->pcrc_ok)
+		return refuse(w, c, MI_NACK_CRC, "HELLO payload checksum mismatch");
+	if (f->h.len < 1)
+		return refuse(w, c, MI_NACK_MALFORMED, "HELLO without a device id");
+	uint32_t id_len = p[0];
+	uint32_t need = 1 + id_len + MI_NONCE_LEN + ((f->h.flags & MI_F_FPR) ? MI_FPR_LEN : 0);
+	if (id_len == 0)
+		return refuse(w, c, MI_NACK_MALFORMED, "HELLO with an empty device id");
+	if (f->h.len != need)
+		return refuse(w, c, MI_NACK_MALFORMED, "HELLO payload length does not match id_len, nonce and flags");
+	if (!mi_devid_valid(p + 1, id_len))
+		return refuse(w, c, MI_NACK_MALFORMED, "device id must be 1-64 bytes of [A-Za-z0-9._:-]");
+	int slot = devtab_insert(w->ctl, p + 1, (uint8_t)id_len);
+	if (slot < 0)
+		return refuse(w, c, MI_NACK_OVERLOADED, "device table full ([shm] devices)");
+	struct conn *old = w->by_slot[slot];
+	if (old && old != c) {
+		shm_count(&w->ctr[IC_SESSION_TAKEOVER], 1);
+		conn_close(w, old, "session taken over by a new HELLO for the same device");
+	}
+	w->by_slot[slot] = c;
+	c->slot = slot;
+	c->state = CS_SESSION;
+	c->hi_seq = c->acked_seq = 0;
+
+	struct shm_dev *d = shm_dev(w->ctl, (uint32_t)slot);
+	uint8_t pl[4 + MI_PROOF_LEN];
+	uint8_t buf[MI_HDR_LEN + sizeof(pl)];
+	memset(pl, 0, sizeof(pl));
+	mi_put32(pl, (uint32_t)w->s->max_frame);
+	size_t n = mi_frame_build(buf, sizeof(buf), MI_WELCOME, 0, 0, shm_load_acquire(&d->last_durable), 0, pl,
+				  sizeof(pl));
+	return conn_send(w, c, buf, n) < 0 ? -1 : 0;
+}
+
+int session_store(struct worker *w, int32_t slot, uint16_t topic, uint64_t seq, uint64_t ts_ns,
+		  const void *payload, uint32_t len, uint32_t pcrc)
+{
+	struct shm_dev *d = shm_dev(w->ctl, (uint32_t)slot);
+	void *rec = ring_reserve(&w->ring, rec_size(d->id_len, len));
+	if (!rec)
+		return -ENOBUFS;
+	rec_build_data(rec, d->id, d->id_len, topic, (uint32_t)slot, seq, ts_ns ? ts_ns : w->now_ns, w->now_ns,
+		       payload, len, pcrc);
+	/* published with the ring head at the end of this loop pass; a crash
+	 * before that is reconciled at start-up from the ring itself */
+	shm_store_release(&d->last_accepted, seq);
+	shm_count(&w->ctr[IC_FRAMES_STORED], 1);
+	return 0;
+}
+
+static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
+{
+	const struct mi_hdr *h = &f->h;
+	if (c->state != CS_SESSION)
+		return session_nack(w, c, h->seq, MI_NACK_NOT_AUTH, "DATA before HELLO") < 0 ? -1 : 0;
+	if (!f->pcrc_ok)
+		return session_nack(w, c, h->seq, MI_NACK_CRC, "payload checksum mismatch") < 0 ? -1 : 0;
+	if (h->flags & (MI_F_MAC | MI_F_SEALED))
+		return session_nack(w, c, h->seq, MI_NACK_MALFORMED,
+				    "MAC and sealed frames need [auth] mode = keys") < 0 ? -1 : 0;
+	if (h->seq == 0)
+		return session_nack(w, c, 0, MI_NACK_SEQ, "seq 0 is not a valid DATA seq") < 0 ? -1 : 0;
+	struct shm_dev *d = shm_dev(w->ctl, (uint32_t)c->slot);
+	if (h->seq <= d->last_accepted) {
+		/* a retry: stored already, acknowledged once durable */
+		shm_count(&w->ctr[IC_FRAMES_RETRY], 1);
+	} else {
+		int r = session_store(w, c->slot, h->topic, h->seq, h->ts_ns, f->payload, h->len, h->pcrc);
+		if (r < 0)
+			return session_nack(w, c, h->seq, MI_NACK_OVERLOADED, "ring full") < 0 ? -1 : 0;
+	}
+	if (h->seq > c->hi_seq) {
+		c->hi_seq = h->seq;
+		ack_track(w, c);
+	} else if (h->seq <= c->acked_seq) {
+		/* the device missed our ACK: every retry gets one */
+		c->ack_again = 1;
+		ack_track(w, c);
+	}
+	return 0;
+}
+
+int session_frame(struct worker *w, struct conn *c, const struct mi_frame *f)
+{
+	switch (f->h.type) {
+	case MI_DATA:
+		return on_data(w, c, f);
+	case MI_HELLO:
+		return on_hello(w, c, f);
+	case MI_PING: {
+		uint8_t buf[MI_HDR_LEN];
+		mi_frame_build(buf, sizeof(buf), MI_PONG, 0, 0, f->h.seq, 0, NULL, 0);
+		return conn_send(w, c, buf, sizeof(buf)) < 0 ? -1 : 0;
+	}
+	case MI_BYE:
+		conn_close(w, c, NULL);
+		return -1;
+	default: {
+		char why[64];
+		snprintf(why, sizeof(why), "unexpected frame type %u (%s) from a device", f->h.type,
+			 mi_type_name(f->h.type));
+		return session_nack(w, c, f->h.seq, MI_NACK_MALFORMED, why) < 0 ? -1 : 0;
+	}
+	}
+}
+
+void session_end(struct worker *w, struct conn *c)
+{
+	if (c->slot >= 0 && w->by_slot[c->slot] == c)
+		w->by_slot[c->slot] = NULL;
+	c->slot = -1;
+}

@@ -1,0 +1,173 @@
+/* ingest-stats — every stage's counters from the shared-memory region,
+ * without asking any server: works while stages are down or restarting. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/settings.h"
+#include "shm/atomic.h"
+#include "shm/devtab.h"
+#include "shm/ring.h"
+#include "shm/shm.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: ingest-stats [-c FILE] [-i INSTANCE] [--json] [--devices]\n"
+		"\n"
+		"Prints the counters of every module-ingest stage from shared memory\n"
+		"(/dev/shm/module-ingest.<instance>): stage pid, liveness, restarts,\n"
+		"counters, ring fill, durable LSN and sink offsets.\n"
+		"\n"
+		"  -c, --config FILE      read the instance name from this config\n"
+		"  -i, --instance NAME    instance name (default: from the config, else 'default')\n"
+		"      --json             one JSON object instead of a table\n"
+		"      --devices          also list each device's last accepted/durable seq\n"
+		"  -h, --help             this text\n"
+		"Exit status: 0, or 1 when the region does not exist.\n");
+}
+
+static int alive(int32_t pid)
+{
+	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' }, { "instance", required_argument, NULL, 'i' },
+		{ "json", no_argument, NULL, 'j' },         { "devices", no_argument, NULL, 'd' },
+		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+	};
+	const char *config = NULL, *instance = NULL;
+	int json = 0, devices = 0, o;
+	while ((o = getopt_long(argc, argv, "c:i:h", opts, NULL)) != -1) {
+		switch (o) {
+		case 'c': config = optarg; break;
+		case 'i': instance = optarg; break;
+		case 'j': json = 1; break;
+		case 'd': devices = 1; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	struct settings s;
+	cfg_t *cfg = NULL;
+	char err[CFG_ERR_LEN];
+	if (settings_load(config, &s, &cfg, 0, err) < 0) {
+		fprintf(stderr, "ingest-stats: %s\n", err);
+		return 2;
+	}
+	cfg_close(cfg);
+	if (!instance)
+		instance = s.instance;
+	shm_region_t reg;
+	char serr[SHM_ERR_LEN];
+	if (shm_attach_ro(instance, &reg, serr) < 0) {
+		fprintf(stderr, "ingest-stats: %s\n", serr);
+		return 1;
+	}
+	struct shm_ctl *ctl = reg.ctl;
+	uint64_t now = clock_real_ns();
+	uint64_t durable = shm_load_acquire(&ctl->durable_lsn);
+	if (json) {
+		printf("{\"instance\":\"%s\",\"shm_id\":\"%016llx\",\"ready\":%u,\"durable_lsn\":%llu,\"stages\":{",
+		       instance, (unsigned long long)ctl->shm_id, shm_load_acquire(&ctl->ready),
+		       (unsigned long long)durable);
+	} else {
+		printf("instance %s  shm %s  durable LSN %llu  %s\n", instance, reg.name, (unsigned long long)durable,
+		       shm_load_acquire(&ctl->ready) ? "ready" : "recovering");
+	}
+	for (int st = 0; st < STAGE_MAX; st++) {
+		struct shm_stage *sg = &ctl->stage[st];
+		int32_t pid = shm_load_acquire(&sg->pid);
+		int up = alive(pid);
+		double hb = sg->heartbeat_ns ? (double)(now - sg->heartbeat_ns) / 1e9 : -1;
+		if (json) {
+			printf("%s\"%s\":{\"pid\":%d,\"up\":%s,\"restarts\":%u,\"heartbeat_age_s\":%.3f,\"counters\":{",
+			       st ? "," : "", shm_stage_name(st), pid, up ? "true" : "false", sg->restarts, hb);
+		} else {
+			printf("\n%-9s pid %-7d %-5s restarts %-4u heartbeat %.1fs ago\n", shm_stage_name(st), pid,
+			       up ? "up" : "DOWN", sg->restarts, hb);
+		}
+		const char *name;
+		for (unsigned i = 0; (name = shm_counter_name(st, i)); i++) {
+			uint64_t v = shm_load_relaxed(&sg->ctr[i]);
+			if (json)
+				printf("%s\"%s\":%llu", i ? "," : "", name, (unsigned long long)v);
+			else
+				printf("  %-24s %llu\n", name, (unsigned long long)v);
+		}
+		if (json)
+			printf("}}");
+	}
+	if (json)
+		printf("},\"rings\":[");
+	else
+		printf("\nrings\n");
+	for (uint32_t i = 0; i < ctl->nrings; i++) {
+		struct ring_hdr *h = shm_ring_hdr(ctl, i);
+		uint64_t head = shm_load_acquire(&h->head), tail = shm_load_acquire(&h->tail),
+			 rel = shm_load_acquire(&h->released);
+		if (json)
+			printf("%s{\"head\":%llu,\"tail\":%llu,\"released\":%llu,\"cap\":%llu}", i ? "," : "",
+			       (unsigned long long)head, (unsigned long long)tail, (unsigned long long)rel,
+			       (unsigned long long)h->cap);
+		else
+			printf("  ring %u: %llu bytes unwritten, %llu unsynced, %.1f%% full\n", i,
+			       (unsigned long long)(head - tail), (unsigned long long)(tail - rel),
+			       100.0 * (double)(head - rel) / (double)h->cap);
+	}
+	if (json)
+		printf("],\"sinks\":[");
+	else
+		printf("\nsinks\n");
+	for (int i = 0, n = 0; i < SHM_MAX_SINKS; i++) {
+		struct shm_sink *sk = &ctl->sink[i];
+		if (!sk->name[0])
+			continue;
+		uint64_t c = shm_load_relaxed(&sk->committed_lsn);
+		if (json)
+			printf("%s{\"name\":\"%s\",\"state\":\"%s\",\"committed_lsn\":%llu,\"lag_bytes\":%llu,"
+			       "\"records\":%llu,\"retries\":%llu}",
+			       n++ ? "," : "", sk->name, shm_sink_state_name(sk->state), (unsigned long long)c,
+			       (unsigned long long)(durable > c ? durable - c : 0), (unsigned long long)sk->records,
+			       (unsigned long long)sk->retries);
+		else
+			printf("  %-10s %-9s committed LSN %llu, lag %llu bytes, %llu records, %llu retries\n", sk->name,
+			       shm_sink_state_name(sk->state), (unsigned long long)c,
+			       (unsigned long long)(durable > c ? durable - c : 0), (unsigned long long)sk->records,
+			       (unsigned long long)sk->retries);
+	}
+	if (json)
+		printf("]");
+	if (devices) {
+		if (json)
+			printf(",\"devices\":[");
+		else
+			printf("\ndevices\n");
+		for (uint32_t i = 0, n = 0; i < ctl->ndevices; i++) {
+			struct shm_dev *d = shm_dev(ctl, i);
+			if (shm_load_acquire(&d->state) != DEV_READY)
+				continue;
+			if (json)
+				printf("%s{\"id\":\"%.*s\",\"last_accepted\":%llu,\"last_durable\":%llu}", n++ ? "," : "",
+				       d->id_len, d->id, (unsigned long long)d->last_accepted,
+				       (unsigned long long)d->last_durable);
+			else
+				printf("  %-32.*s accepted %llu durable %llu\n", d->id_len, d->id,
+				       (unsigned long long)d->last_accepted, (unsigned long long)d->last_durable);
+		}
+		if (json)
+			printf("]");
+	}
+	if (json)
+		printf("}\n");
+	shm_close_region(&reg);
+	return 0;
+}

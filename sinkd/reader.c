@@ -1,0 +1,117 @@
+#include "sinkd/reader.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/seg.h"
+
+void reader_init(struct reader *r, const char *wal_dir, uint64_t segment_bytes)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->dir, sizeof(r->dir), "%s", wal_dir);
+	r->seg_max = SEG_HDR_LEN + segment_bytes;
+	r->fd = -1;
+}
+
+static void unmap(struct reader *r)
+{
+	if (r->map)
+		munmap(r->map, r->seg_max);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->map = NULL;
+	r->fd = -1;
+}
+
+void reader_close(struct reader *r)
+{
+	unmap(r);
+}
+
+static int map_segment(struct reader *r, uint64_t first)
+{
+	char path[600], name[SEG_NAME_LEN];
+	struct stat st;
+	seg_name(first, name);
+	snprintf(path, sizeof(path), "%s/%s", r->dir, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -errno;
+	}
+	uint64_t len = (uint64_t)st.st_size > r->seg_max ? (uint64_t)st.st_size : r->seg_max;
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	unmap(r);
+	r->seg_max = len;
+	r->fd = fd;
+	r->map = p;
+	r->seg_first = first;
+	r->file_size = (uint64_t)st.st_size;
+	return 0;
+}
+
+/* The segment holding lsn: the greatest first_lsn <= lsn. */
+static int find_segment(struct reader *r, uint64_t lsn)
+{
+	struct seg_ent *v;
+	size_t n;
+	int e = seg_list(r->dir, &v, &n);
+	if (e < 0)
+		return e;
+	size_t best = n;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].first_lsn <= lsn)
+			best = i;
+	e = best == n ? -ENOENT : map_segment(r, v[best].first_lsn);
+	free(v);
+	return e;
+}
+
+const struct rec_hdr *reader_at(struct reader *r, uint64_t lsn, int *err)
+{
+	*err = 0;
+	if (!r->map || lsn < r->seg_first) {
+		if ((*err = find_segment(r, lsn)) < 0)
+			return NULL;
+	}
+	for (int tries = 0; tries < 3; tries++) {
+		uint64_t off = SEG_HDR_LEN + (lsn - r->seg_first);
+		if (off + REC_HDR_LEN <= r->file_size) {
+			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)(r->map + off);
+			if (h->type != REC_DATA && h->type != REC_MARK) {
+				*err = -EBADMSG;
+				return NULL;
+			}
+			if (off + rec_total(h) <= r->file_size)
+				return h;
+		}
+		/* past what we knew of the file: it grew, or the log went on in
+		 * the next segment (which starts exactly here) */
+		struct stat st;
+		if (fstat(r->fd, &st) == 0 && (uint64_t)st.st_size > r->file_size) {
+			r->file_size = (uint64_t)st.st_size;
+			continue;
+		}
+		if ((*err = map_segment(r, lsn)) < 0) {
+			if (*err == -ENOENT)
+				*err = find_segment(r, lsn);
+			if (*err < 0)
+				return NULL;
+		}
+	}
+	*err = -EBADMSG;
+	return NULL;
+}

@@ -1,0 +1,27 @@
+/* reader — walks the WAL by LSN through mmap'd segments (sinkd).
+ *
+ * Only records below the published durable LSN are read, so every byte
+ * read is whole and synced.  A segment is mapped at its maximal size once;
+ * the file grows under the mapping as flusherd appends.
+ */
+#ifndef MI_READER_H
+#define MI_READER_H
+#include <stdint.h>
+
+#include "common/record.h"
+
+struct reader {
+	char dir[512];
+	uint64_t seg_max;        /* bytes mapped per segment (header + data) */
+	int fd;
+	uint8_t *map;
+	uint64_t seg_first;
+	uint64_t file_size;
+};
+
+void reader_init(struct reader *r, const char *wal_dir, uint64_t segment_bytes);
+void reader_close(struct reader *r);
+/* The record at lsn (< durable), MARKs included.  Returns NULL with *err
+ * set: -ENOENT (no segment holds lsn: removed by retention?) or -EBADMSG. */
+const struct rec_hdr *reader_at(struct reader *r, uint64_t lsn, int *err);
+#endif

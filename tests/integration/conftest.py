@@ -1,0 +1,228 @@
+"""Integration harness: the real binaries under run/supervise, on loopback.
+
+Each test gets its own data directory, instance name (shm region) and port.
+Helpers read what a user would read: ingest-stats --json, flusherd --replay
+--dump, and the disk sink's files (format in sinkd/sink_disk.c).
+"""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("MI_BUILD", ROOT / "build"))
+BIN = BUILD / "bin"
+sys.path.insert(0, str(ROOT / "client" / "python"))
+
+import mi_client  # noqa: E402
+
+_seq = 0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_for(cond, timeout=10.0, what="condition", interval=0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Pipeline:
+    def __init__(self, tmp: Path, **overrides):
+        global _seq
+        _seq += 1
+        self.tmp = tmp
+        self.data = Path(overrides.pop("data_dir", tmp / "data"))
+        self.port = free_port()
+        self.instance = f"t{os.getpid()}x{_seq}"
+        self.ini = tmp / "test.ini"
+        self.log = tmp / "pipeline.log"
+        settings = {
+            ("instance", "name"): self.instance,
+            ("data", "dir"): str(self.data),
+            ("server", "listen"): f"127.0.0.1:{self.port}",
+            ("auth", "ndjson"): "true",
+            ("shm", "ring_bytes"): "16M",
+            ("shm", "devices"): "4096",
+            ("wal", "segment_bytes"): "8M",
+            ("wal", "commit_bytes"): "1M",
+            ("log", "level"): "debug",
+        }
+        for k, v in overrides.items():
+            sec, key = k.split("__", 1)
+            settings[(sec, key)] = str(v)
+        secs = {}
+        for (sec, key), v in settings.items():
+            secs.setdefault(sec, []).append(f"{key} = {v}")
+        self.ini.write_text("".join(f"[{s}]\n" + "\n".join(kv) + "\n\n" for s, kv in secs.items()))
+        self.proc = None
+
+    # -- lifecycle --
+    def start(self):
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen([str(ROOT / "run" / "supervise"), "-c", str(self.ini), "-b", str(BIN)],
+                                     stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
+        self.wait_listening()
+        return self
+
+    def wait_listening(self, timeout=10):
+        def up():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+        wait_for(up, timeout, f"ingestd on port {self.port}")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+        # a stage stopped with SIGSTOP would outlive its supervisor
+        for st in ("ingestd", "flusherd", "sinkd"):
+            pid = self.pid(st, check=False)
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop()
+        try:
+            os.unlink(f"/dev/shm/module-ingest.{self.instance}")
+        except FileNotFoundError:
+            pass
+
+    # -- what a user reads --
+    def run(self, *args, check=False, timeout=60, **kw):
+        return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout,
+                              check=check, **kw)
+
+    def stats(self):
+        r = self.run(BIN / "ingest-stats", "-c", self.ini, "--json", "--devices")
+        assert r.returncode == 0, r.stderr
+        return json.loads(r.stdout)
+
+    def counter(self, stage, name):
+        return self.stats()["stages"][stage]["counters"][name]
+
+    def pid(self, stage, check=True):
+        try:
+            s = self.stats()["stages"][stage]
+        except AssertionError:
+            if check:
+                raise
+            return 0
+        return s["pid"] if s["up"] else 0
+
+    def kill(self, stage, sig=signal.SIGKILL):
+        pid = self.pid(stage)
+        assert pid, f"{stage} is not running"
+        os.kill(pid, sig)
+        return pid
+
+    def wait_restarted(self, stage, old_pid, timeout=10):
+        return wait_for(lambda: self.pid(stage, check=False) not in (0, old_pid), timeout,
+                        f"{stage} restarted")
+
+    def replay(self, *flags):
+        return self.run(BIN / "flusherd", "-c", self.ini, "--replay", *flags)
+
+    def dump(self):
+        r = self.replay("--dump")
+        assert r.returncode == 0, f"--replay found damage:\n{r.stderr}"
+        return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
+
+    def wait_sinks_caught_up(self, timeout=20):
+        def done():
+            st = self.stats()
+            return st["sinks"] and all(s["committed_lsn"] >= st["durable_lsn"] for s in st["sinks"])
+        wait_for(done, timeout, "sinks to catch up")
+
+    def disk_entries(self):
+        """Every entry of the disk sink, checked: list of dicts."""
+        out = []
+        d = self.data / "sinks" / "disk"
+        for f in sorted(d.glob("topic-*.log")):
+            b = f.read_bytes()
+            off = 0
+            while off < len(b):
+                assert b[off:off + 4] == b"MIDR", f"{f}: bad magic at {off}"
+                ln, lsn, seq, ts, srv, topic, idl = struct.unpack_from("<IQQQQHB", b, off + 4)
+                body = b[off:off + ln - 4]
+                (crc,) = struct.unpack_from("<I", b, off + ln - 4)
+                assert zlib.crc32(body) == crc, f"{f}: bad crc at {off}"
+                dev = b[off + 44:off + 44 + idl].decode()
+                out.append({"device": dev, "seq": seq, "topic": topic, "lsn": lsn,
+                            "payload": b[off + 44 + idl:off + ln - 4]})
+                off += ln
+        return out
+
+    def client(self, device, **kw):
+        return mi_client.Client("127.0.0.1", self.port, device, **kw)
+
+    def send(self, device, count, size=100, timeout=60, extra=()):
+        """mi-send --count: returns the CompletedProcess."""
+        return self.run(BIN / "mi-send", "-p", self.port, "-d", device, "--count", count, "--size", size,
+                        "--timeout", timeout, *extra, timeout=timeout + 30)
+
+    def send_async(self, device, count, size=100, timeout=60, extra=()):
+        return subprocess.Popen([str(BIN / "mi-send"), "-p", str(self.port), "-d", device, "--count", str(count),
+                                 "--size", str(size), "--timeout", str(timeout), *map(str, extra)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture
+def pipeline_factory(tmp_path):
+    made = []
+
+    def make(**overrides):
+        p = Pipeline(tmp_path, **overrides)
+        made.append(p)
+        return p
+    yield make
+    for p in made:
+        p.close()
+
+
+@pytest.fixture
+def pipeline(pipeline_factory):
+    return pipeline_factory().start()
+
+
+def assert_exactly_once(records, expect):
+    """records: dicts with device and seq; expect: {device: max_seq}, seqs 1..max each once."""
+    seen = {}
+    for r in records:
+        key = (r["device"], r["seq"])
+        assert key not in seen, f"{key} stored twice"
+        seen[key] = r
+    for dev, n in expect.items():
+        missing = [s for s in range(1, n + 1) if (dev, s) not in seen]
+        assert not missing, f"{dev}: {len(missing)} seqs missing, first {missing[:5]}"
+    extra = [k for k in seen if k[0] not in expect or k[1] > expect[k[0]]]
+    assert not extra, f"unexpected records {extra[:5]}"
