@@ -129,6 +129,7 @@ static void *sink_thread(void *arg)
 		}
 		size_t n = 0;
 		uint64_t lsn = sr->cursor, bytes = 0;
+		uint32_t moves = rd.moves;
 		while (lsn < durable && n < BATCH_MAX && bytes < BATCH_BYTES) {
 			int e;
 			const struct rec_hdr *h = reader_at(&rd, lsn, &e);
@@ -147,6 +148,10 @@ static void *sink_thread(void *arg)
 				bytes += h->plen;
 			}
 			lsn += rec_total(h);
+			/* items before a segment move are in the previous mapping,
+			 * which lives only until the next move: end the batch here */
+			if (rd.moves != moves)
+				break;
 		}
 		if (read_failing) {
 			nap_ms(1000);

@@ -16,22 +16,28 @@ void reader_init(struct reader *r, const char *wal_dir, uint64_t segment_bytes)
 	memset(r, 0, sizeof(*r));
 	snprintf(r->dir, sizeof(r->dir), "%s", wal_dir);
 	r->seg_max = SEG_HDR_LEN + segment_bytes;
-	r->fd = -1;
+	r->fd = r->prev_fd = -1;
 }
 
-static void unmap(struct reader *r)
+static void unmap_prev(struct reader *r)
 {
+	if (r->prev_map)
+		munmap(r->prev_map, r->prev_len);
+	if (r->prev_fd >= 0)
+		close(r->prev_fd);
+	r->prev_map = NULL;
+	r->prev_fd = -1;
+}
+
+void reader_close(struct reader *r)
+{
+	unmap_prev(r);
 	if (r->map)
 		munmap(r->map, r->seg_max);
 	if (r->fd >= 0)
 		close(r->fd);
 	r->map = NULL;
 	r->fd = -1;
-}
-
-void reader_close(struct reader *r)
-{
-	unmap(r);
 }
 
 static int map_segment(struct reader *r, uint64_t first)
@@ -54,7 +60,11 @@ static int map_segment(struct reader *r, uint64_t first)
 		close(fd);
 		return -e;
 	}
-	unmap(r);
+	unmap_prev(r);
+	r->prev_map = r->map;
+	r->prev_len = r->seg_max;
+	r->prev_fd = r->fd;
+	r->moves++;
 	r->seg_max = len;
 	r->fd = fd;
 	r->map = p;

@@ -2,7 +2,10 @@
  *
  * Only records below the published durable LSN are read, so every byte
  * read is whole and synced.  A segment is mapped at its maximal size once;
- * the file grows under the mapping as flusherd appends.
+ * the file grows under the mapping as flusherd appends.  When the reader
+ * moves to another segment the previous mapping stays until the next move,
+ * so records handed out before one move stay valid: a caller that ends its
+ * batch at a move (reader_moved) never holds a dangling record.
  */
 #ifndef MI_READER_H
 #define MI_READER_H
@@ -17,6 +20,10 @@ struct reader {
 	uint8_t *map;
 	uint64_t seg_first;
 	uint64_t file_size;
+	uint32_t moves;          /* segment switches so far */
+	int prev_fd;             /* the segment before, still mapped */
+	uint8_t *prev_map;
+	uint64_t prev_len;
 };
 
 void reader_init(struct reader *r, const char *wal_dir, uint64_t segment_bytes);

@@ -81,6 +81,8 @@ class Pipeline:
         self.proc = subprocess.Popen([str(ROOT / "run" / "supervise"), "-c", str(self.ini), "-b", str(BIN)],
                                      stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_listening()
+        wait_for(lambda: all(self.pid(s, check=False) for s in ("ingestd", "flusherd", "sinkd")), 10,
+                 "every stage to be up")
         return self
 
     def wait_listening(self, timeout=10):

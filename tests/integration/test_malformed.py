@@ -1,0 +1,120 @@
+"""Bad input gets NACK or close, costs nothing else, and is never stored."""
+import os
+import random
+import socket
+import struct
+import zlib
+
+import mi_client
+from mi_client import DATA, HELLO, NACK, encode_frame, hello_payload
+
+
+def closed(sock, timeout=5):
+    """True once the server closed the connection (after any answer)."""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def raw(p):
+    return socket.create_connection(("127.0.0.1", p.port), timeout=5)
+
+
+def nack_code(c):
+    f = c.read_frame(5)
+    assert f is not None and f.type == NACK, f
+    return mi_client.parse_nack(f.payload)[0]
+
+
+def test_framing_errors_close_the_connection(pipeline):
+    hello = encode_frame(HELLO, hello_payload("frm"))
+    cases = {
+        "random bytes": random.Random(7).randbytes(4096),
+        "bad magic": encode_frame(HELLO, hello_payload("frm"), magic=b"XX"),
+        "bad version": encode_frame(HELLO, hello_payload("frm"), version=2),
+        "bad header crc": encode_frame(HELLO, hello_payload("frm"), hcrc=1),
+        "len over the 16 MiB cap": encode_frame(DATA, b"", 1, length=(16 << 20) + 1),
+        "garbage after a good HELLO": hello + b"\x00" * 64,
+    }
+    for what, blob in cases.items():
+        s = raw(pipeline)
+        s.sendall(blob)
+        assert closed(s), what
+        s.close()
+    assert pipeline.counter("ingestd", "framing_errors") == len(cases)
+
+
+def test_frame_level_errors_get_the_right_nack_and_keep_the_connection(pipeline):
+    with pipeline.client("nacked") as c:
+        c.send_data(1, b"before hello")
+        assert nack_code(c) == 6
+        c.hello()
+        c.send_raw(encode_frame(DATA, b"payload", 1, pcrc=12345))
+        assert nack_code(c) == 1
+        c.send_data(2, b"x" * (64 * 1024 + 1))
+        assert nack_code(c) == 2
+        c.send_data(3, b"y", flags=mi_client.F_MAC)
+        assert nack_code(c) == 8
+        c.send_frame(mi_client.ACK, b"", 1)
+        assert nack_code(c) == 8
+        # the same connection still works
+        acked, nacks = c.send_and_wait_acks([(4, b"good")])
+        assert acked == 4 and not nacks
+    recs = [r for r in pipeline.dump() if r["device"] == "nacked"]
+    assert [r["seq"] for r in recs] == [4]
+
+
+def test_bad_hellos_are_refused_with_nack_and_close(pipeline):
+    cases = {
+        "empty device id": hello_payload(""),
+        "bad id charset": hello_payload("no spaces allowed"),
+        "id too long": hello_payload("d" * 65),
+        "short payload": b"\x05abc",
+        "fingerprint flag without one": None,
+    }
+    for what, pl in cases.items():
+        s = raw(pipeline)
+        if pl is None:
+            s.sendall(encode_frame(HELLO, hello_payload("fp"), flags=mi_client.F_FPR))
+        else:
+            s.sendall(encode_frame(HELLO, pl))
+        d = mi_client.Decoder()
+        s.settimeout(5)
+        frames = []
+        while not frames:
+            chunk = s.recv(4096)
+            assert chunk, what
+            frames = d.feed(chunk)
+        assert frames[0].type == NACK and mi_client.parse_nack(frames[0].payload)[0] == 8, what
+        assert closed(s), what
+        s.close()
+
+
+def test_server_survives_a_storm_of_garbage_and_stores_none_of_it(pipeline):
+    pid = pipeline.pid("ingestd")
+    rnd = random.Random(42)
+    for i in range(200):
+        s = raw(pipeline)
+        # half start like a frame, so the decoder gets deeper than the magic
+        blob = rnd.randbytes(rnd.randint(1, 3000))
+        if i % 2:
+            h = struct.pack("<2sBBHHIIQQ", b"MI", 1, rnd.randint(0, 12), rnd.randint(0, 7), 0,
+                            rnd.randint(0, 1 << 17), 0, rnd.randint(0, 5), 0)
+            blob = h + struct.pack("<I", zlib.crc32(h)) + blob
+        try:
+            s.sendall(blob)
+            s.shutdown(socket.SHUT_WR)
+            closed(s, 2)
+        except OSError:
+            pass
+        s.close()
+    assert pipeline.pid("ingestd") == pid, "ingestd restarted: it crashed on input"
+    assert pipeline.send("after-storm", 100).returncode == 0
+    assert {r["device"] for r in pipeline.dump()} == {"after-storm"}
+    assert pipeline.stats()["stages"]["ingestd"]["counters"]["conn_open"] == 0
