@@ -50,13 +50,14 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB     := $(BUILD)/libmi.a
 
 # binary name -> sources (besides libmi.a)
-BINS := ingestd flusherd sinkd ingest-stats mi-send mi-load
+BINS := ingestd flusherd sinkd ingest-stats mi-send mi-load mi-fsync-probe
 SRC_ingestd      := $(sort $(wildcard ingestd/*.c))
 SRC_flusherd     := $(sort $(wildcard flusherd/*.c))
 SRC_sinkd        := $(sort $(wildcard sinkd/*.c))
 SRC_ingest-stats := run/ingest-stats.c
 SRC_mi-send      := client/mi_send.c
 SRC_mi-load      := bench/mi_load.c
+SRC_mi-fsync-probe := bench/fsync_probe.c
 
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -89,7 +90,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
-	-I. -I/usr/include/iniparser $(WARN)
+	-I. -I/usr/include/iniparser $(filter-out -Wno-format-truncation,$(WARN))
 FUZZ_TIME ?= 20
 
 build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)

@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -38,7 +39,11 @@ int clock_parse_rfc3339(const char *s, uint64_t *ret_ns)
 	if (digits(&s, 2, &h) || expect(&s, ':') || digits(&s, 2, &m) || expect(&s, ':') ||
 	    digits(&s, 2, &sec))
 		return -EINVAL;
-	if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60 || Y < 1970)
+	static const int mdays[12] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	if (M < 1 || M > 12 || D < 1 || h > 23 || m > 59 || sec > 60 || Y < 1970)
+		return -EINVAL;
+	int leap = (Y % 4 == 0 && Y % 100 != 0) || Y % 400 == 0;
+	if (D > mdays[M - 1] + (M == 2 && leap))
 		return -EINVAL;
 	uint64_t frac = 0;
 	if (*s == '.') {
@@ -78,7 +83,7 @@ int clock_parse_rfc3339(const char *s, uint64_t *ret_ns)
 	unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
 	long days = (long)era * 146097 + (long)doe - 719468;
 	long secs = days * 86400L + h * 3600L + m * 60L + sec - off;
-	if (secs < 0)
+	if (secs < 0 || (uint64_t)secs > (UINT64_MAX - frac) / 1000000000ull)
 		return -EINVAL;
 	*ret_ns = (uint64_t)secs * 1000000000ull + frac;
 	return 0;

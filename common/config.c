@@ -29,10 +29,21 @@ static void claim(cfg_t *c, const char *s)
 		c->claimed[c->nclaimed++] = strdup(s);
 }
 
+/* File keys: iniparser lower-cases them, so compare without case. */
 static int claimed(const cfg_t *c, const char *s)
 {
 	for (int i = 0; i < c->nclaimed; i++)
 		if (c->claimed[i] && !strcasecmp(c->claimed[i], s))
+			return 1;
+	return 0;
+}
+
+/* Environment names: getenv() is case-sensitive, so this must be too, or
+ * INGEST_wal_commit_us would be neither read nor reported. */
+static int claimed_env(const cfg_t *c, const char *s)
+{
+	for (int i = 0; i < c->nclaimed; i++)
+		if (c->claimed[i] && !strcmp(c->claimed[i], s))
 			return 1;
 	return 0;
 }
@@ -223,6 +234,12 @@ static int skipped(const char *sec, const char *const *skip)
 
 int cfg_check_unused(cfg_t *c, const char *const *skip, char err[CFG_ERR_LEN])
 {
+	/* iniparser files a key above the first [section] as ":key" */
+	for (ssize_t i = 0; i < c->d->size; i++)
+		if (c->d->key[i] && c->d->key[i][0] == ':') {
+			snprintf(err, CFG_ERR_LEN, "config %s: key '%s' outside any [section]", c->path, c->d->key[i] + 1);
+			return -EINVAL;
+		}
 	int nsec = iniparser_getnsec(c->d);
 	for (int s = 0; s < nsec; s++) {
 		const char *sec = iniparser_getsecname(c->d, s);
@@ -268,7 +285,7 @@ int cfg_check_unused(cfg_t *c, const char *const *skip, char err[CFG_ERR_LEN])
 			len = sizeof(name) - 1;
 		memcpy(name, *e, len);
 		name[len] = 0;
-		if (claimed(c, name))
+		if (claimed_env(c, name))
 			continue;
 		/* a variable for a section another binary owns is not ours to judge */
 		int other = 0;

@@ -169,8 +169,15 @@ int mi_dec_next(struct mi_decoder *d, const uint8_t *in, size_t len, size_t *con
 	if (d->skip) {
 		size_t n = len < d->skip ? len : d->skip;
 		d->skip -= (uint32_t)n;
-		*consumed = n;
-		return MI_DEC_NEED;
+		if (d->skip || n == len) {
+			*consumed = n;
+			return MI_DEC_NEED;
+		}
+		/* the skipped payload ends inside the input: go on with the rest,
+		 * so NEED keeps meaning "consumed everything" */
+		int r = mi_dec_next(d, in + n, len - n, consumed, out);
+		*consumed += n;
+		return r;
 	}
 	if (!d->hdr_done) {
 		if (d->hdr_have == 0 && len >= MI_HDR_LEN) {

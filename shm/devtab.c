@@ -55,8 +55,8 @@ int devtab_insert(struct shm_ctl *ctl, const uint8_t *id, uint8_t len)
 		return -EINVAL;
 	uint32_t mask = ctl->ndevices - 1;
 	uint32_t i = (uint32_t)fnv1a(id, len) & mask;
-	/* keep one slot free so lookups of absent ids always end */
-	for (uint32_t n = 0; n < mask; n++, i = (i + 1) & mask) {
+	/* every slot may be used: lookups stop after ndevices probes */
+	for (uint32_t n = 0; n <= mask; n++, i = (i + 1) & mask) {
 		struct shm_dev *d = shm_dev(ctl, i);
 		uint32_t st = settled(d);
 		if (st == DEV_EMPTY) {
