@@ -59,6 +59,10 @@ SRC_mi-send      := client/mi_send.c
 SRC_mi-load      := bench/mi_load.c
 SRC_mi-fsync-probe := bench/fsync_probe.c
 
+# the daemons' modules (not their main) are unit-tested too
+TESTLIB_SRC := $(filter-out %/main.c,$(sort $(wildcard flusherd/*.c sinkd/*.c)))
+TESTLIB_OBJ := $(TESTLIB_SRC:%.c=$(BUILD)/obj/%.o)
+
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -81,7 +85,7 @@ $(BUILD)/bin/$(1): $$(SRC_$(1):%.c=$$(BUILD)/obj/%.o) $$(LIB)
 endef
 $(foreach b,$(BINS),$(eval $(call bin_rule,$(b))))
 
-$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)

@@ -28,6 +28,7 @@ const struct cfg_opt settings_opts[] = {
 	{ "log", "level", CFG_STR, "info", S(log_level), 0, 0, "error, warn, info or debug" },
 	{ "log", "file", CFG_STR, "-", S(log_file), 0, 0, "log file, '-' for stdout" },
 	{ "sinkd", "sinks", CFG_STR, "disk", S(sinks), 0, 0, "comma-separated sinks to run" },
+	{ "sinkd", "commit_ms", CFG_INT, "1000", N(sink_commit_ms), 10, 3600000, "sink commit (fsync + offset) interval" },
 };
 const unsigned settings_nopts = sizeof(settings_opts) / sizeof(settings_opts[0]);
 

@@ -28,6 +28,7 @@ struct settings {
 	char log_level[16];
 	char log_file[256];
 	char sinks[256];          /* comma-separated sink names to run */
+	int64_t sink_commit_ms;   /* how often sinks make their output durable */
 };
 
 extern const struct cfg_opt settings_opts[];

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -79,24 +80,59 @@ static int take_lock(const char *wal_dir)
 	return fd;
 }
 
-static int checkpoint(const struct settings *s, struct shm_ctl *ctl, const struct committer *c,
-		      uint64_t log_id)
+/* Checkpoints run in their own thread: their fsyncs never hold up a group
+ * commit.  They read only what the commit loop publishes in shm: durable_lsn
+ * first, then each ring's released position.  A position read that way may
+ * be newer than the LSN, never older, and the MARK that made it durable lies
+ * after that LSN, so recovery (which scans from the LSN) always reaches it. */
+struct checkpointer {
+	const struct settings *s;
+	struct shm_ctl *ctl;
+	uint64_t log_id;
+	pthread_t th;
+	int stop;
+	uint64_t done_lsn;
+};
+
+static int checkpoint(struct checkpointer *k)
 {
+	struct shm_ctl *ctl = k->ctl;
 	struct meta m;
 	memset(&m, 0, sizeof(m));
 	m.nrings = ctl->nrings;
-	m.log_id = log_id;
-	m.ckpt_lsn = c->wal->synced_lsn;
+	m.log_id = k->log_id;
+	m.ckpt_lsn = shm_load_acquire(&ctl->durable_lsn);
 	m.shm_id = ctl->shm_id;
 	for (uint32_t i = 0; i < ctl->nrings; i++)
-		m.pos[i] = c->released[i];
+		m.pos[i] = shm_load_acquire(&shm_ring_hdr(ctl, i)->released);
 	/* devices first: meta then never points past what the devices file knows */
-	int r = devices_store(s->data_dir, ctl, m.ckpt_lsn);
+	int r = devices_store(k->s->data_dir, ctl, m.ckpt_lsn);
 	if (r == 0)
-		r = meta_store(s->data_dir, &m);
-	if (r == 0)
-		shm_count(&shm_ctr(ctl, STAGE_FLUSHERD)[FC_CHECKPOINTS], 1);
+		r = meta_store(k->s->data_dir, &m);
+	if (r == 0) {
+		__atomic_fetch_add(&shm_ctr(ctl, STAGE_FLUSHERD)[FC_CHECKPOINTS], 1, __ATOMIC_RELAXED);
+		k->done_lsn = m.ckpt_lsn;
+	} else {
+		log_warn("checkpoint %s/meta: %s", k->s->data_dir, strerror(-r));
+	}
 	return r;
+}
+
+static void *checkpoint_main(void *arg)
+{
+	struct checkpointer *k = arg;
+	uint64_t slept = 0;
+	while (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE)) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+		slept += 20;
+		if (slept < (uint64_t)k->s->checkpoint_ms)
+			continue;
+		slept = 0;
+		if (shm_load_acquire(&k->ctl->durable_lsn) != k->done_lsn)
+			checkpoint(k);
+	}
+	return NULL;
 }
 
 /* Waits for records or a stop request, at most 100 ms. */
@@ -175,8 +211,12 @@ static int run(const struct settings *s)
 	shm_store_relaxed(&ctr[FC_RECOVERY_NS], rec_ns);
 	shm_store_relaxed(&ctr[FC_DURABLE_LSN], rr.end_lsn);
 	shm_store_release(&ctl->durable_lsn, rr.end_lsn);
-	if ((r = checkpoint(s, ctl, &c, rr.log_id)) < 0)
-		log_warn("checkpoint %s/meta: %s", s->data_dir, strerror(-r));
+	struct checkpointer k = { .s = s, .ctl = ctl, .log_id = rr.log_id };
+	checkpoint(&k);
+	if ((r = pthread_create(&k.th, NULL, checkpoint_main, &k)) != 0) {
+		log_error("checkpoint thread: %s", strerror(r));
+		goto out;
+	}
 	shm_store_release(&ctl->ready, 1);
 	futex_seq_signal(&ctl->durable);
 	log_info("recovered %s in %.1f ms: log ends at LSN %llu, %llu records after the checkpoint, "
@@ -186,8 +226,7 @@ static int run(const struct settings *s)
 		 (unsigned long long)rr.pos[0]);
 
 	int stalled = 0;
-	uint64_t stall_since = 0, last_hb = 0, last_ckpt = clock_mono_ns(), ckpt_lsn = wal.synced_lsn;
-	uint64_t stop_deadline = 0;
+	uint64_t stall_since = 0, last_hb = 0, stop_deadline = 0;
 	for (;;) {
 		uint64_t now = clock_mono_ns();
 		if (now - last_hb > 100 * 1000 * 1000ull) {
@@ -200,7 +239,7 @@ static int run(const struct settings *s)
 		if (n == -EBADMSG) {
 			log_error("ring: impossible record at a ring position (producer bug or stray write); "
 				  "stopping without consuming it");
-			goto out;
+			goto out_ckpt;
 		}
 		if (n < 0) {
 			stall(ctl, (int)n, "write", wal.seg_path, &stalled, &stall_since);
@@ -219,12 +258,6 @@ static int run(const struct settings *s)
 			}
 		}
 		now = clock_mono_ns();
-		if (wal.synced_lsn != ckpt_lsn && now - last_ckpt >= (uint64_t)s->checkpoint_ms * 1000000ull) {
-			if ((r = checkpoint(s, ctl, &c, rr.log_id)) < 0)
-				log_warn("checkpoint %s/meta: %s", s->data_dir, strerror(-r));
-			last_ckpt = now;
-			ckpt_lsn = wal.synced_lsn;
-		}
 		if (n == 0) {
 			if (stop_requested && (!commit_pending(&c) || now > stop_deadline))
 				break;
@@ -233,10 +266,14 @@ static int run(const struct settings *s)
 	}
 	if (commit_pending(&c))
 		log_warn("stopping with records still in the rings (the next flusherd writes them)");
-	if ((r = checkpoint(s, ctl, &c, rr.log_id)) < 0)
-		log_warn("checkpoint %s/meta: %s", s->data_dir, strerror(-r));
-	log_info("stopped: log durable up to LSN %llu", (unsigned long long)wal.synced_lsn);
 	ret = 0;
+out_ckpt:
+	__atomic_store_n(&k.stop, 1, __ATOMIC_RELEASE);
+	pthread_join(k.th, NULL);
+	if (ret == 0) {
+		checkpoint(&k);
+		log_info("stopped: log durable up to LSN %llu", (unsigned long long)wal.synced_lsn);
+	}
 out:
 	if (reg.ctl)
 		shm_stage_stop(reg.ctl, STAGE_FLUSHERD);

@@ -23,7 +23,6 @@
 
 #define BATCH_MAX 1024
 #define BATCH_BYTES (4u << 20)
-#define COMMIT_NS (200ull * 1000 * 1000)
 
 static volatile int stop_requested;
 
@@ -68,6 +67,11 @@ static void usage(FILE *f)
 	cfg_print_help(settings_opts, settings_nopts);
 }
 
+/* Makes the sink durable up to the cursor, then records (cursor, blob).
+ * A failed sink commit means the sink went back to its previous commit: the
+ * caller rewinds and redelivers.  A failed offset write is only a warning:
+ * the stored (LSN, blob) pair stays older but self-consistent, so a restart
+ * cuts the sink back to it and redelivers, losing and repeating nothing. */
 static int commit(struct sink_run *sr)
 {
 	void *blob = NULL;
@@ -75,17 +79,18 @@ static int commit(struct sink_run *sr)
 	char err[SINK_ERR_LEN];
 	int r = sr->d->commit(sr->state, &blob, &len, err);
 	if (r < 0) {
-		log_warn("sink %s: commit: %s", sr->d->name, err);
+		log_warn("sink %s: commit: %s; redelivering from LSN %llu", sr->d->name, err,
+			 (unsigned long long)sr->committed);
 		return r;
 	}
 	r = offset_store(sr->sinks_dir, sr->d->name, sr->cursor, blob, len);
 	free(blob);
-	if (r < 0) {
-		log_warn("sink %s: %s/%s.offset: %s", sr->d->name, sr->sinks_dir, sr->d->name, strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		log_warn("sink %s: %s/%s.offset: %s (kept the previous offset)", sr->d->name, sr->sinks_dir,
+			 sr->d->name, strerror(-r));
 	sr->committed = sr->cursor;
-	shm_store_relaxed(&sr->pub->committed_lsn, sr->committed);
+	if (r == 0)
+		shm_store_relaxed(&sr->pub->committed_lsn, sr->committed);
 	return 0;
 }
 
@@ -118,8 +123,12 @@ static void *sink_thread(void *arg)
 	while (!stop_requested && items) {
 		uint64_t durable = shm_load_acquire(&ctl->durable_lsn);
 		if (sr->cursor >= durable) {
-			if (sr->committed != sr->cursor)
-				commit(sr);
+			if (sr->committed != sr->cursor && commit(sr) < 0) {
+				sr->cursor = sr->committed;
+				nap_ms(backoff);
+				backoff = backoff >= 15000 ? 30000 : backoff * 2;
+				continue;
+			}
 			uint32_t seen = futex_seq_enter(&ctl->durable);
 			if (shm_load_acquire(&ctl->durable_lsn) > sr->cursor || stop_requested)
 				futex_seq_leave(&ctl->durable);
@@ -179,9 +188,13 @@ static void *sink_thread(void *arg)
 			__atomic_fetch_add(&ctr[SC_BATCHES], 1, __ATOMIC_RELAXED);
 			shm_store_relaxed(&sr->pub->records, sr->pub->records + n);
 			uint64_t now = clock_mono_ns();
-			if (now - last_commit >= COMMIT_NS) {
-				commit(sr);
+			if (now - last_commit >= (uint64_t)sr->s->sink_commit_ms * 1000000ull) {
 				last_commit = now;
+				if (commit(sr) < 0) {
+					sr->cursor = sr->committed;
+					nap_ms(backoff);
+					backoff = backoff >= 15000 ? 30000 : backoff * 2;
+				}
 			}
 			continue;
 		}

@@ -21,7 +21,7 @@ def small_fs(tmp_path):
 
 def test_enospc_stalls_acks_and_resumes_when_space_is_freed(pipeline_factory, small_fs):
     p = pipeline_factory(data_dir=small_fs / "data", wal__segment_bytes="1M", shm__ring_bytes="8M",
-                         wal__commit_bytes="256K").start()
+                         wal__commit_bytes="256K", sinkd__commit_ms=50).start()
     # leave ~3 MB free, then send ~10 MB of records
     filler = small_fs / "filler"
     with open(filler, "wb") as f:
