@@ -135,12 +135,23 @@ unit-asan:
 integration: all
 	$(Q)MI_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
+# the real binaries under ASan + UBSan; a sanitizer report in any stage's
+# output fails the test (see tests/integration/conftest.py)
+integration-asan:
+	$(Q)$(MAKE) --no-print-directory SAN=1 all
+	$(Q)MI_BUILD=$(abspath build-asan) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+
+clang:
+	$(Q)$(MAKE) --no-print-directory CC=clang BUILD=build-clang all
+
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory clang
 	$(Q)$(MAKE) --no-print-directory unit-asan
 	$(Q)$(MAKE) --no-print-directory fuzz
 	$(Q)$(MAKE) --no-print-directory integration
+	$(Q)$(MAKE) --no-print-directory integration-asan
 
 run: deps
 	$(Q)$(MAKE) --no-print-directory all
@@ -151,8 +162,8 @@ bench: deps
 	$(Q)bench/run
 
 clean:
-	rm -rf build build-asan build-fuzz tests/fuzz/corpus-run
+	rm -rf build build-asan build-clang build-fuzz tests/fuzz/corpus-run
 
-.PHONY: all deps unit unit-asan integration test run bench clean fuzz
+.PHONY: all deps unit unit-asan integration integration-asan clang test run bench clean fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -114,10 +114,22 @@ class Pipeline:
 
     def close(self):
         self.stop()
+        self.check_sanitizers()
         try:
             os.unlink(f"/dev/shm/module-ingest.{self.instance}")
         except FileNotFoundError:
             pass
+
+    def check_sanitizers(self):
+        """A sanitizer report from any stage fails the test, even when the
+        supervisor restarted the stage and the test itself passed."""
+        if not self.log.exists():
+            return
+        text = self.log.read_text(errors="replace")
+        for mark in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+            i = text.find(mark)
+            if i >= 0:
+                raise AssertionError(f"sanitizer report in {self.log}:\n{text[max(0, i - 200):i + 3000]}")
 
     # -- what a user reads --
     def run(self, *args, check=False, timeout=60, **kw):
