@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/fault.h"
 #include "shm/atomic.h"
 #include "shm/devtab.h"
 
@@ -125,6 +126,7 @@ int64_t commit_step(struct committer *c)
 		shm_count(&c->ctr[FC_WRITE_ERRORS], 1);
 		return r;
 	}
+	fault_point("flusherd.after_write");
 	if (!c->unsynced_since)
 		c->unsynced_since = clock_mono_ns();
 	for (uint32_t i = 0; i < ctl->nrings; i++) {
@@ -173,6 +175,7 @@ int commit_sync(struct committer *c)
 		c->unsynced_since = 0;
 		return r;
 	}
+	fault_point("flusherd.after_sync");
 	shm_count(&c->ctr[FC_SYNCS], 1);
 	shm_count(&c->ctr[FC_SYNC_NS_TOTAL], dt);
 	shm_max(&c->ctr[FC_SYNC_NS_MAX], dt);

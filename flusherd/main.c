@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "flusherd/ckpt.h"
@@ -318,6 +319,7 @@ int main(int argc, char **argv)
 	cfg_close(cfg);
 	if (replay)
 		return replay_run(&s, dump, repair);
+	fault_init();
 	int r = log_open("flusherd", s.log_file, (enum log_level)log_level_parse(s.log_level));
 	if (r < 0) {
 		fprintf(stderr, "flusherd: log file %s: %s\n", s.log_file, strerror(-r));

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "ingestd/ingestd.h"
@@ -98,6 +99,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "ingestd: log file %s: %s\n", s.log_file, strerror(-r));
 		return 2;
 	}
+	fault_init();
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

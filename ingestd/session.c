@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/fault.h"
 #include "common/record.h"
 #include "ingestd/ingestd.h"
 #include "shm/atomic.h"
@@ -94,6 +95,7 @@ int session_store(struct worker *w, int32_t slot, uint16_t topic, uint64_t seq, 
 	/* published with the ring head at the end of this loop pass; a crash
 	 * before that is reconciled at start-up from the ring itself */
 	shm_store_release(&d->last_accepted, seq);
+	fault_point("ingestd.after_store");
 	shm_count(&w->ctr[IC_FRAMES_STORED], 1);
 	return 0;
 }

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "ingestd/ingestd.h"
 #include "shm/atomic.h"
@@ -175,6 +176,7 @@ static void publish(struct worker *w)
 {
 	if (w->ring.head != w->published) {
 		w->published = ring_publish(&w->ring);
+		fault_point("ingestd.after_publish");
 		futex_seq_signal(&w->ctl->work);
 	}
 }

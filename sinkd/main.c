@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common/clock.h"
+#include "common/fault.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "shm/atomic.h"
@@ -83,6 +84,7 @@ static int commit(struct sink_run *sr)
 			 (unsigned long long)sr->committed);
 		return r;
 	}
+	fault_point("sinkd.after_sink_commit");
 	r = offset_store(sr->sinks_dir, sr->d->name, sr->cursor, blob, len);
 	free(blob);
 	if (r < 0)
@@ -176,6 +178,7 @@ static void *sink_thread(void *arg)
 			retry_ms += jitter % (backoff / 2 + 1);
 		enum sink_rc rc = sr->d->deliver(sr->state, items, n, &retry_ms, err);
 		if (rc == SINK_OK) {
+			fault_point("sinkd.after_deliver");
 			if (retrying) {
 				log_info("sink %s: delivering again", sr->d->name);
 				retrying = 0;
@@ -338,6 +341,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sinkd: log file %s: %s\n", s.log_file, strerror(errno));
 		goto out;
 	}
+	fault_init();
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);

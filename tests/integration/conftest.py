@@ -76,10 +76,11 @@ class Pipeline:
         self.proc = None
 
     # -- lifecycle --
-    def start(self):
+    def start(self, **env):
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen([str(ROOT / "run" / "supervise"), "-c", str(self.ini), "-b", str(BIN)],
-                                     stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
+                                     stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env={**os.environ, **env})
         self.wait_listening()
         wait_for(lambda: all(self.pid(s, check=False) for s in ("ingestd", "flusherd", "sinkd")), 10,
                  "every stage to be up")

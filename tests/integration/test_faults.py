@@ -1,0 +1,34 @@
+"""Deterministic crash points (common/fault.h): a stage SIGKILLs itself at the
+worst moment once, the supervisor restarts it, and the stream goes on with
+nothing lost and nothing stored twice."""
+import pytest
+
+from conftest import assert_exactly_once, wait_for
+
+POINTS = [
+    ("flusherd.after_write", 3),        # in the WAL, not synced, still in the ring
+    ("flusherd.after_sync", 3),         # synced, not yet published: no ACK went out
+    ("ingestd.after_store", 5000),       # seq noted, record not yet visible in the ring
+    ("ingestd.after_publish", 5),       # in the ring, no ACK sent
+    ("sinkd.after_deliver", 3),          # in the sink's buffers, not committed
+    ("sinkd.after_sink_commit", 2),      # sink files synced, offset not stored
+]
+
+
+@pytest.mark.parametrize("point,nth", POINTS, ids=[p for p, _ in POINTS])
+def test_crash_at_point_loses_and_repeats_nothing(pipeline_factory, tmp_path, point, nth):
+    p = pipeline_factory(sinkd__commit_ms=20)
+    marker = tmp_path / "fired"
+    p.start(MI_FAULT=f"{point}:{nth}:{marker}")
+    devices = {f"fp-{i}": 30000 for i in range(2)}
+    procs = [p.send_async(d, n, size=80, timeout=60) for d, n in devices.items()]
+    for s in procs:
+        out, err = s.communicate(timeout=120)
+        assert s.returncode == 0, err
+    assert marker.exists(), f"{point} was never reached"
+    stage = point.split(".")[0]
+    wait_for(lambda: p.stats()["stages"][stage]["restarts"] >= 1, 10, f"{stage} restarted")
+    assert f"fault: {point} reached" in p.log.read_text()
+    assert_exactly_once(p.dump(), devices)
+    p.wait_sinks_caught_up(timeout=30)
+    assert_exactly_once(p.disk_entries(), devices)
