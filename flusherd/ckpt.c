@@ -135,7 +135,7 @@ out:
 	return r;
 }
 
-int devices_load(const char *data_dir, struct shm_ctl *ctl, uint64_t *ret_lsn)
+int devices_load(const char *data_dir, struct shm_ctl *ctl, uint64_t max_lsn, uint64_t *ret_lsn)
 {
 	char path[512];
 	snprintf(path, sizeof(path), "%s/devices", data_dir);
@@ -156,6 +156,10 @@ int devices_load(const char *data_dir, struct shm_ctl *ctl, uint64_t *ret_lsn)
 	}
 	if (memcmp(b, "MIDEVCK1", 8) || mi_get32(b + 20) != mi_crc32(b + 24, (size_t)sz - 24)) {
 		r = -EBADMSG;
+		goto out;
+	}
+	if (mi_get64(b + 8) > max_lsn) {
+		r = -ESTALE;
 		goto out;
 	}
 	uint32_t count = mi_get32(b + 16);

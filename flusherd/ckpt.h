@@ -41,7 +41,8 @@ int meta_store(const char *data_dir, const struct meta *m);
 /* Writes every READY device of the table with its last_durable. */
 int devices_store(const char *data_dir, struct shm_ctl *ctl, uint64_t lsn);
 /* Inserts every device of the file into the table, raising last_durable
- * (and last_accepted) to the stored seq.  Returns the count, 0 when the
- * file does not exist, or -errno / -EBADMSG. */
-int devices_load(const char *data_dir, struct shm_ctl *ctl, uint64_t *ret_lsn);
+ * (and last_accepted) to the stored seq.  A file written at an LSN past
+ * max_lsn (the log was cut by --repair since) is not loaded: -ESTALE.
+ * Returns the count, 0 when the file does not exist, or -errno / -EBADMSG. */
+int devices_load(const char *data_dir, struct shm_ctl *ctl, uint64_t max_lsn, uint64_t *ret_lsn);
 #endif

@@ -81,7 +81,9 @@ static int take_lock(const char *wal_dir)
 	return fd;
 }
 
-/* Checkpoints run in their own thread: their fsyncs never hold up a group
+/* Housekeeping thread: checkpoints and the spare segment.
+ *
+ * Checkpoints run in their own thread: their fsyncs never hold up a group
  * commit.  They read only what the commit loop publishes in shm: durable_lsn
  * first, then each ring's released position.  A position read that way may
  * be newer than the LSN, never older, and the MARK that made it durable lies
@@ -123,7 +125,15 @@ static void *checkpoint_main(void *arg)
 {
 	struct checkpointer *k = arg;
 	uint64_t slept = 0;
+	int spare_err = 0;
+	char wal_dir[512];
+	snprintf(wal_dir, sizeof(wal_dir), "%s/wal", k->s->data_dir);
 	while (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE)) {
+		/* keep a zero-filled segment ready for the next rotation */
+		int r = wal_make_spare(wal_dir, k->s->segment_bytes);
+		if (r < 0 && r != spare_err)
+			log_warn("%s/spare: %s; new segments grow as they fill (slower syncs)", wal_dir, strerror(-r));
+		spare_err = r;
 		struct timespec ts = { 0, 20 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 		slept += 20;
@@ -195,6 +205,8 @@ static int run(const struct settings *s)
 		log_error("recovery: %s", err);
 		goto out;
 	}
+	if (rr.new_log)
+		wal_make_spare(wal_dir, s->segment_bytes);   /* so the first segment is preallocated too */
 	r = wal_open(&wal, wal_dir, rr.log_id, s->segment_bytes, rr.seg_first, rr.end_lsn, rr.new_log);
 	if (r < 0) {
 		log_error("%s: open segment at LSN %llu: %s", wal_dir, (unsigned long long)rr.seg_first,

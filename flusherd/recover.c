@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/seg.h"
 #include "flusherd/ckpt.h"
+#include "flusherd/wal.h"
 #include "shm/atomic.h"
 #include "shm/devtab.h"
 #include "shm/ring.h"
@@ -217,8 +218,13 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, st
 		char path[600];
 		snprintf(path, sizeof(path), "%s/%s", wal_dir, segs[s].name);
 		struct stat st;
-		if (stat(path, &st) == 0)
-			res.cut_bytes += st.st_size > SEG_HDR_LEN ? (uint64_t)st.st_size - SEG_HDR_LEN : 0;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		uint64_t dirty;
+		if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size > SEG_HDR_LEN &&
+		    wal_dirty_end(fd, SEG_HDR_LEN, (uint64_t)st.st_size, &dirty) == 0)
+			res.cut_bytes += dirty - SEG_HDR_LEN;
+		if (fd >= 0)
+			close(fd);
 		if (unlink(path) < 0) {
 			r = -errno;
 			snprintf(err, RECOVER_ERR_LEN, "%s: unlink: %s", path, strerror(-r));
@@ -238,17 +244,19 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, st
 				close(fd);
 			goto out;
 		}
-		uint64_t keep = SEG_HDR_LEN + (cut - segs[cut_seg].first_lsn);
-		if ((uint64_t)st.st_size > keep) {
-			res.cut_bytes += (uint64_t)st.st_size - keep;
-			if (ftruncate(fd, (off_t)keep) < 0) {
-				r = -errno;
-				snprintf(err, RECOVER_ERR_LEN, "%s: cut to %llu bytes: %s", path,
-					 (unsigned long long)keep, strerror(-r));
-				close(fd);
-				goto out;
-			}
+		/* zero (not truncate) what follows the last MARK: a preallocated
+		 * segment stays preallocated, and no stale record survives to be
+		 * read as part of the log after the next crash */
+		uint64_t keep = SEG_HDR_LEN + (cut - segs[cut_seg].first_lsn), dirty = keep;
+		if ((uint64_t)st.st_size > keep &&
+		    ((r = wal_dirty_end(fd, keep, (uint64_t)st.st_size, &dirty)) < 0 ||
+		     (r = wal_zero_range(fd, keep, dirty)) < 0)) {
+			snprintf(err, RECOVER_ERR_LEN, "%s: cut at %llu bytes: %s", path, (unsigned long long)keep,
+				 strerror(-r));
+			close(fd);
+			goto out;
 		}
+		res.cut_bytes += dirty - keep;
 		/* the previous flusherd may have died between write and sync */
 		if (fdatasync(fd) < 0) {
 			r = -errno;
@@ -268,9 +276,14 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, st
 	res.end_lsn = cut;
 
 devices:
+	int scan_all = 0;
 	if (fresh_shm) {
 		uint64_t dlsn = 0;
-		r = devices_load(data_dir, ctl, &dlsn);
+		r = devices_load(data_dir, ctl, res.end_lsn, &dlsn);
+		/* no usable checkpoint of the seqs: the whole log has them */
+		scan_all = r <= 0;
+		if (r == -ESTALE)
+			r = 0;
 		if (r < 0) {
 			snprintf(err, RECOVER_ERR_LEN, "%s/devices: %s", data_dir,
 				 r == -EBADMSG ? "damaged (bad checksum or length)" :
@@ -281,7 +294,7 @@ devices:
 	}
 	/* pass 2: device seqs from the trusted part of the log */
 	if (!res.new_log) {
-		uint64_t ck = have_meta ? meta.ckpt_lsn : segs[0].first_lsn;
+		uint64_t ck = have_meta && !scan_all ? meta.ckpt_lsn : segs[0].first_lsn;
 		for (size_t s = 0; s < nseg; s++) {
 			uint64_t sfirst = segs[s].first_lsn;
 			uint64_t send = s + 1 < nseg ? segs[s + 1].first_lsn : res.end_lsn;

@@ -7,11 +7,14 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/seg.h"
 #include "flusherd/ckpt.h"
+#include "shm/atomic.h"
+#include "shm/shm.h"
 
 static void dump_rec(uint64_t lsn, const struct rec_hdr *h, int crc_ok)
 {
@@ -38,6 +41,13 @@ struct damage {
 	int found;
 };
 
+/* Where the log is cut: the end of the last MARK before the damage, as
+ * recovery would, so a repaired log is exactly what a restart keeps. */
+struct cut {
+	size_t seg;
+	uint64_t off;
+};
+
 int replay_run(const struct settings *s, int dump, int repair)
 {
 	char wal_dir[512];
@@ -46,6 +56,7 @@ int replay_run(const struct settings *s, int dump, int repair)
 	int lock = -1, r, ret = 2;
 	uint64_t records = 0, data_records = 0, bytes = 0, expect = 0, log_id = 0;
 	struct damage dmg = { 0, 0, 0 };
+	struct cut cut = { 0, 0 }, mark = { 0, 0 };
 	unsigned problems = 0;
 
 	snprintf(wal_dir, sizeof(wal_dir), "%s/wal", s->data_dir);
@@ -55,8 +66,26 @@ int replay_run(const struct settings *s, int dump, int repair)
 		lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 		if (lock < 0 || flock(lock, LOCK_EX | LOCK_NB) < 0) {
 			fprintf(stderr, "flusherd --repair: %s: %s\n", path,
-				errno == EWOULDBLOCK ? "flusherd is running; stop it first" : strerror(errno));
+				errno == EWOULDBLOCK ? "flusherd is running; stop the pipeline first" : strerror(errno));
 			goto out;
+		}
+	}
+	if (repair) {
+		/* stages hold the device table and ring positions of the log as it
+		 * was: they must not outlive a cut */
+		shm_region_t reg;
+		char serr[SHM_ERR_LEN];
+		if (shm_attach_ro(s->instance, &reg, serr) == 0) {
+			for (int st = 0; st < STAGE_MAX; st++) {
+				int32_t pid = shm_load_acquire(&reg.ctl->stage[st].pid);
+				if (pid > 0 && (kill(pid, 0) == 0 || errno == EPERM)) {
+					fprintf(stderr, "flusherd --repair: %s (pid %d) is running; stop the pipeline first\n",
+						shm_stage_name(st), pid);
+					shm_close_region(&reg);
+					goto out;
+				}
+			}
+			shm_close_region(&reg);
 		}
 	}
 	if ((r = seg_list(wal_dir, &segs, &nseg)) < 0) {
@@ -108,8 +137,14 @@ int replay_run(const struct settings *s, int dump, int repair)
 			size_t avail = size - SEG_HDR_LEN - off;
 			enum seg_rec_status st2 = seg_rec_check(rp, avail, MI_MAX_FRAME_CAP + 4096);
 			if (st2 == SEG_REC_END) {
-				if (avail > 0) {
-					fprintf(stderr, "%s: offset %llu (LSN %llu): %zu zero bytes at the end\n", path,
+				/* zeros to the end of the file: a preallocated segment's
+				 * unused room; anything else after them is damage */
+				size_t z = 0;
+				while (z < avail && !rp[z])
+					z++;
+				if (z < avail) {
+					fprintf(stderr, "%s: offset %llu (LSN %llu): data after the end of the log "
+						"(%zu bytes from here to the end)\n", path,
 						(unsigned long long)(SEG_HDR_LEN + off),
 						(unsigned long long)(first + off), avail);
 					problems++;
@@ -133,6 +168,8 @@ int replay_run(const struct settings *s, int dump, int repair)
 			}
 			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)rp;
 			records++;
+			if (h->type == REC_MARK && !dmg.found)
+				mark = (struct cut){ i, off + rec_total(h) };
 			if (h->type == REC_DATA) {
 				data_records++;
 				if (dump)
@@ -150,10 +187,11 @@ int replay_run(const struct settings *s, int dump, int repair)
 		(unsigned long long)bytes, (unsigned long long)expect,
 		problems ? "DAMAGED" : "whole");
 	ret = problems ? 1 : 0;
+	cut = mark;
 	if (repair && dmg.found) {
 		char path[600];
-		uint64_t cut_lsn = segs[dmg.seg].first_lsn + dmg.off;
-		for (size_t i = nseg; i-- > dmg.seg + 1;) {
+		uint64_t cut_lsn = segs[cut.seg].first_lsn + cut.off;
+		for (size_t i = nseg; i-- > cut.seg + 1;) {
 			snprintf(path, sizeof(path), "%s/%s", wal_dir, segs[i].name);
 			if (unlink(path) < 0) {
 				fprintf(stderr, "flusherd --repair: %s: %s\n", path, strerror(errno));
@@ -162,16 +200,16 @@ int replay_run(const struct settings *s, int dump, int repair)
 			}
 			fprintf(stderr, "flusherd --repair: removed %s (after the damage)\n", path);
 		}
-		snprintf(path, sizeof(path), "%s/%s", wal_dir, segs[dmg.seg].name);
+		snprintf(path, sizeof(path), "%s/%s", wal_dir, segs[cut.seg].name);
 		int fd = open(path, O_RDWR | O_CLOEXEC);
-		if (dmg.off == 0 && fd >= 0) {
+		if (cut.off == 0 && fd >= 0) {
 			/* header damaged or nothing valid: rewrite it empty */
 			uint8_t hdr[SEG_HDR_LEN];
-			seg_hdr_build(hdr, segs[dmg.seg].first_lsn, log_id, 0);
+			seg_hdr_build(hdr, segs[cut.seg].first_lsn, log_id, 0);
 			if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
 				fd = (close(fd), -1);
 		}
-		if (fd < 0 || ftruncate(fd, (off_t)(SEG_HDR_LEN + dmg.off)) < 0 || fsync(fd) < 0) {
+		if (fd < 0 || ftruncate(fd, (off_t)(SEG_HDR_LEN + cut.off)) < 0 || fsync(fd) < 0) {
 			fprintf(stderr, "flusherd --repair: %s: %s\n", path, strerror(errno));
 			if (fd >= 0)
 				close(fd);
@@ -179,14 +217,18 @@ int replay_run(const struct settings *s, int dump, int repair)
 			goto out;
 		}
 		close(fd);
+		/* the shm device table and data/devices may know seqs that are no
+		 * longer in the log: the next start rebuilds them from the log */
+		shm_unlink_instance(s->instance);
 		struct meta m;
 		if (meta_load(s->data_dir, &m) == 0 && m.ckpt_lsn > cut_lsn) {
 			m.ckpt_lsn = cut_lsn;
 			if (meta_store(s->data_dir, &m) < 0)
 				fprintf(stderr, "flusherd --repair: %s/meta: cannot lower the checkpoint\n", s->data_dir);
 		}
-		fprintf(stderr, "flusherd --repair: cut %s at offset %llu; the log now ends at LSN %llu\n", path,
-			(unsigned long long)(SEG_HDR_LEN + dmg.off), (unsigned long long)cut_lsn);
+		fprintf(stderr, "flusherd --repair: cut %s at offset %llu (the end of the last whole write "
+			"before the damage); the log now ends at LSN %llu\n", path,
+			(unsigned long long)(SEG_HDR_LEN + cut.off), (unsigned long long)cut_lsn);
 		ret = 0;
 	}
 out:

@@ -2,8 +2,9 @@
  *
  * Checks every segment header, that segments are contiguous, and every
  * record's CRC; reports each damage with file and offset.  --dump prints
- * one JSON object per DATA record; --repair cuts the log at the first
- * damage (and removes the segments after it), under the WAL lock.
+ * one JSON object per DATA record; --repair cuts the log at the end of the
+ * last whole write (MARK) before the first damage, exactly where recovery
+ * would, and removes the segments after it, under the WAL lock.
  */
 #ifndef MI_REPLAY_H
 #define MI_REPLAY_H

@@ -4,10 +4,121 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/seg.h"
+
+#define SPARE "spare"
+#define SPARE_TMP "spare.tmp"
+
+static const uint8_t zeros[1 << 16];
+
+int wal_zero_range(int fd, uint64_t from, uint64_t to)
+{
+	while (from < to) {
+		size_t n = to - from > sizeof(zeros) ? sizeof(zeros) : (size_t)(to - from);
+		ssize_t w = pwrite(fd, zeros, n, (off_t)from);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		from += (uint64_t)w;
+	}
+	return 0;
+}
+
+int wal_dirty_end(int fd, uint64_t from, uint64_t size, uint64_t *ret)
+{
+	uint8_t buf[1 << 16];
+	uint64_t end = size;
+	while (end > from) {
+		uint64_t n = end - from > sizeof(buf) ? sizeof(buf) : end - from;
+		ssize_t r = pread(fd, buf, (size_t)n, (off_t)(end - n));
+		if (r != (ssize_t)n)
+			return r < 0 ? -errno : -EIO;
+		for (uint64_t i = n; i-- > 0;)
+			if (buf[i]) {
+				*ret = end - n + i + 1;
+				return 0;
+			}
+		end -= n;
+	}
+	*ret = from;
+	return 0;
+}
+
+int wal_make_spare(const char *dir, uint64_t seg_max)
+{
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return -errno;
+	struct stat st;
+	int r = 0;
+	if (fstatat(dirfd, SPARE, &st, 0) == 0) {
+		if ((uint64_t)st.st_size == SEG_HDR_LEN + seg_max)
+			goto out;
+		unlinkat(dirfd, SPARE, 0);   /* made for another segment size */
+	}
+	int fd = openat(dirfd, SPARE_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		r = -errno;
+		goto out;
+	}
+	for (uint64_t off = 0, end = SEG_HDR_LEN + seg_max; off < end && r == 0;) {
+		size_t n = end - off > sizeof(zeros) ? sizeof(zeros) : (size_t)(end - off);
+		ssize_t w = write(fd, zeros, n);
+		if (w < 0 && errno != EINTR)
+			r = -errno;
+		else if (w > 0)
+			off += (uint64_t)w;
+	}
+	if (r == 0 && fdatasync(fd) < 0)
+		r = -errno;
+	close(fd);
+	if (r == 0 && renameat(dirfd, SPARE_TMP, dirfd, SPARE) < 0)
+		r = -errno;
+	if (r == 0 && fsync(dirfd) < 0)
+		r = -errno;
+	if (r < 0)
+		unlinkat(dirfd, SPARE_TMP, 0);
+out:
+	close(dirfd);
+	return r;
+}
+
+/* A new segment from the zero-filled spare: header, sync, rename into
+ * place.  Its appends then overwrite allocated blocks, so fdatasync does
+ * not have to commit a new file size to the journal. */
+static int take_spare(struct wal *w, const char *name, const uint8_t hdr[SEG_HDR_LEN])
+{
+	int fd = openat(w->dirfd, SPARE, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != SEG_HDR_LEN + w->seg_max) {
+		close(fd);
+		unlinkat(w->dirfd, SPARE, 0);
+		return -ENOENT;
+	}
+	int r = 0;
+	if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
+		r = errno ? -errno : -EIO;
+	else if (fdatasync(fd) < 0)
+		r = -errno;
+	else if (renameat2(w->dirfd, SPARE, w->dirfd, name, RENAME_NOREPLACE) < 0)
+		r = -errno;
+	else if (fsync(w->dirfd) < 0)
+		r = -errno;
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	w->fd = fd;
+	return 0;
+}
 
 static int open_seg(struct wal *w, uint64_t first, int create)
 {
@@ -22,7 +133,15 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 		w->seg_first = first;
 		return 0;
 	}
-	/* O_EXCL: a leftover file of that name means a log we do not understand */
+	uint8_t hdr[SEG_HDR_LEN];
+	seg_hdr_build(hdr, first, w->log_id, clock_real_ns());
+	w->spare_used = 0;
+	if (take_spare(w, name, hdr) == 0) {
+		w->seg_first = first;
+		w->spare_used = 1;
+		return 0;
+	}
+	/* no spare ready: a plain file that grows with each append */
 	int fd = openat(w->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (fd < 0 && errno == EEXIST) {
 		/* an empty or header-only leftover from a rotation that died midway */
@@ -37,8 +156,6 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 	}
 	if (fd < 0)
 		return -errno;
-	uint8_t hdr[SEG_HDR_LEN];
-	seg_hdr_build(hdr, first, w->log_id, clock_real_ns());
 	int r = 0;
 	if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
 		r = errno ? -errno : -EIO;
@@ -118,16 +235,13 @@ int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t byte
 			if (errno == EINTR)
 				continue;
 			int e = errno;
-			/* leave no partial record behind */
-			if (ftruncate(w->fd, off) < 0) {
-				/* the retry writes the same range again */
-			}
+			/* leave no partial record behind (the retry rewrites the
+			 * range anyway; recovery zeroes what follows the last MARK) */
+			wal_zero_range(w->fd, (uint64_t)off, (uint64_t)off + done);
 			return -e;
 		}
 		if (n == 0) {
-			if (ftruncate(w->fd, off) < 0) {
-				/* as above */
-			}
+			wal_zero_range(w->fd, (uint64_t)off, (uint64_t)off + done);
 			return -EIO;
 		}
 		done += (uint64_t)n;
@@ -153,9 +267,8 @@ int wal_sync(struct wal *w)
 		/* fsyncgate: after a failed fsync the kernel may have dropped the
 		 * dirty pages and report success next time; so forget the unsynced
 		 * tail and let the caller write it again from the rings */
-		if (ftruncate(w->fd, (off_t)(SEG_HDR_LEN + (w->synced_lsn - w->seg_first))) < 0) {
-			/* the next append overwrites the same range anyway */
-		}
+		wal_zero_range(w->fd, SEG_HDR_LEN + (w->synced_lsn - w->seg_first),
+			   SEG_HDR_LEN + (w->lsn - w->seg_first));
 		w->lsn = w->synced_lsn;
 		return -e;
 	}

@@ -1,8 +1,10 @@
 /* wal — the append side of the write-ahead log (flusherd only).
  *
  * One open segment at a time.  wal_append() writes a batch at the end of the
- * current segment with pwritev; on failure it cuts the file back to where
- * the batch began, so a failed write leaves no partial record behind.
+ * current segment's data with pwritev; on failure it zeroes what it wrote,
+ * so a failed write leaves no partial record behind.  Segments are
+ * preallocated (zero-filled) when a spare is ready: data then ends at the
+ * first zero record header, not at the end of the file.
  * wal_sync() makes everything appended durable.  A batch never spans
  * segments: the caller asks wal_room() and rotates first.
  */
@@ -21,7 +23,18 @@ struct wal {
 	uint64_t lsn;           /* end of appended data */
 	uint64_t synced_lsn;    /* end of fdatasync'd data */
 	char seg_path[300];
+	int spare_used;         /* the last new segment came from the spare */
 };
+
+/* Prepares data/wal/spare: a zero-filled file of a whole segment, taken by
+ * the next rotation (a background thread calls this; rotation never waits
+ * for it and falls back to a growing file).  0 when one is ready, or -errno. */
+int wal_make_spare(const char *dir, uint64_t seg_max);
+/* Writes zeros over [from, to) of fd.  0 or -errno. */
+int wal_zero_range(int fd, uint64_t from, uint64_t to);
+/* The end of the last non-zero byte of fd in [from, size), or from when
+ * that range is all zeros.  0 or -errno. */
+int wal_dirty_end(int fd, uint64_t from, uint64_t size, uint64_t *ret);
 
 /* Opens dir for appending at lsn in the segment named by seg_first (which
  * must exist, with valid data up to lsn), or creates the first segment when

@@ -101,6 +101,13 @@ const struct rec_hdr *reader_at(struct reader *r, uint64_t lsn, int *err)
 		uint64_t off = SEG_HDR_LEN + (lsn - r->seg_first);
 		if (off + REC_HDR_LEN <= r->file_size) {
 			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)(r->map + off);
+			if (h->type == 0 && h->plen == 0 && h->crc == 0) {
+				/* the preallocated room after a segment's last record:
+				 * the log went on in the next segment, starting here */
+				if ((*err = map_segment(r, lsn)) < 0)
+					return NULL;
+				continue;
+			}
 			if (h->type != REC_DATA && h->type != REC_MARK) {
 				*err = -EBADMSG;
 				return NULL;

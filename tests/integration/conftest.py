@@ -76,11 +76,18 @@ class Pipeline:
         self.proc = None
 
     # -- lifecycle --
+    def recoveries(self):
+        return self.log.read_text(errors="replace").count("] info: recovered ") if self.log.exists() else 0
+
     def start(self, **env):
+        # the shm region (and its ready flag) may survive from a previous
+        # start: wait for this start's own recovery
+        before = self.recoveries()
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen([str(ROOT / "run" / "supervise"), "-c", str(self.ini), "-b", str(BIN)],
                                      stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True,
                                      env={**os.environ, **env})
+        wait_for(lambda: self.recoveries() > before, 20, "flusherd's recovery")
         self.wait_listening()
         wait_for(lambda: all(self.pid(s, check=False) for s in ("ingestd", "flusherd", "sinkd")), 10,
                  "every stage to be up")
