@@ -53,6 +53,9 @@ struct rec_hdr {
 	uint64_t srv_ns;
 };
 _Static_assert(sizeof(struct rec_hdr) == REC_HDR_LEN, "record header is 40 bytes");
+/* Records are read and written as host-order structs: the on-disk format
+ * is little-endian because every host we build for is. */
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the WAL format is little-endian");
 
 static inline uint32_t rec_size(uint32_t id_len, uint32_t plen)
 {

@@ -16,7 +16,7 @@ const struct cfg_opt settings_opts[] = {
 	{ "server", "workers", CFG_INT, "1", N(workers), 1, 1, "ingestd event loops (one ring each)" },
 	{ "server", "max_connections", CFG_INT, "10000", N(max_connections), 1, 1000000, "connections beyond are refused" },
 	{ "server", "idle_timeout_ms", CFG_INT, "120000", N(idle_timeout_ms), 0, 86400000, "close silent connections (0: never)" },
-	{ "server", "max_frame", CFG_SIZE, "64K", N(max_frame), 64, 16 << 20, "largest DATA payload accepted" },
+	{ "server", "max_frame", CFG_SIZE, "64K", N(max_frame), 256, 16 << 20, "largest DATA payload accepted" },
 	{ "auth", "mode", CFG_STR, "open", S(auth_mode), 0, 0, "open: any device id may send" },
 	{ "auth", "ndjson", CFG_BOOL, "false", N(ndjson), 0, 0, "accept the NDJSON line format (first byte '{')" },
 	{ "shm", "ring_bytes", CFG_SIZE, "64M", N(ring_bytes), 1 << 20, 1ll << 32, "ring per ingestd worker (power of two)" },

@@ -1,4 +1,4 @@
-/* slotfile — a small record (<= 4000 bytes) that a torn write cannot lose.
+/* slotfile — a small record (<= SLOTFILE_MAX, 4076 bytes) that a torn write cannot lose.
  *
  * The file holds two 4 KiB slots.  A write goes to the slot not holding the
  * newest valid copy, then fdatasync; a reader takes the valid slot with the

@@ -224,6 +224,7 @@ static int run(const struct settings *s)
 	shm_store_relaxed(&ctr[FC_RECOVERY_NS], rec_ns);
 	shm_store_relaxed(&ctr[FC_DURABLE_LSN], rr.end_lsn);
 	shm_store_release(&ctl->durable_lsn, rr.end_lsn);
+	shm_store_release(&ctl->log_id, rr.log_id);
 	struct checkpointer k = { .s = s, .ctl = ctl, .log_id = rr.log_id };
 	checkpoint(&k);
 	if ((r = pthread_create(&k.th, NULL, checkpoint_main, &k)) != 0) {
@@ -255,6 +256,9 @@ static int run(const struct settings *s)
 			goto out_ckpt;
 		}
 		if (n < 0) {
+			/* what was written before the failure is still owed its sync
+			 * (and its ACKs) */
+			if (commit_sync(&c) < 0) { /* stalls below, retried */ }
 			stall(ctl, (int)n, "write", wal.seg_path, &stalled, &stall_since);
 			continue;
 		}

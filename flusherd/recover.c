@@ -174,10 +174,20 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, st
 			goto out;
 		}
 		uint64_t off = s == first ? ckpt - sfirst : 0;
+		if (SEG_HDR_LEN + off > m.size) {
+			unmap_seg(&m);
+			snprintf(err, RECOVER_ERR_LEN,
+				 "%s/%s: the log ends before its checkpoint (LSN %llu): durable data is missing; "
+				 "run flusherd --replay", wal_dir, segs[s].name, (unsigned long long)ckpt);
+			r = -EBADMSG;
+			goto out;
+		}
 		enum seg_rec_status st = SEG_REC_END;
 		while (SEG_HDR_LEN + off < m.size) {
 			const uint8_t *p = m.p + SEG_HDR_LEN + off;
-			st = seg_rec_check(p, m.size - SEG_HDR_LEN - off, max_plen + 4096);
+			/* the hard cap, not today's max_frame: records written
+			 * under a larger one are whole records */
+			st = seg_rec_check(p, m.size - SEG_HDR_LEN - off, MI_MAX_FRAME_CAP + 4096);
 			if (st != SEG_REC_OK)
 				break;
 			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)p;
@@ -276,6 +286,15 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, st
 	res.end_lsn = cut;
 
 devices:
+	if (!fresh_shm && ctl->log_id && ctl->log_id != res.log_id) {
+		snprintf(err, RECOVER_ERR_LEN,
+			 "the shm region holds the rings and device seqs of another log (log id %016llx, this "
+			 "one %016llx: a different or emptied data directory); stop every stage and remove it "
+			 "(/dev/shm/module-ingest.<instance>)",
+			 (unsigned long long)ctl->log_id, (unsigned long long)res.log_id);
+		r = -EPROTO;
+		goto out;
+	}
 	int scan_all = 0;
 	if (fresh_shm) {
 		uint64_t dlsn = 0;
@@ -321,6 +340,15 @@ devices:
 	for (uint32_t i = 0; i < ctl->nrings; i++) {
 		struct ring_hdr *h = shm_ring_hdr(ctl, i);
 		uint64_t head = shm_load_acquire(&h->head);
+		if (head > res.pos[i] && head - res.pos[i] > h->cap) {
+			snprintf(err, RECOVER_ERR_LEN,
+				 "ring %u: %llu bytes between what the log holds (%llu) and the ring head (%llu), more "
+				 "than the ring's %llu: records were lost; stop every stage and remove the shm region",
+				 i, (unsigned long long)(head - res.pos[i]), (unsigned long long)res.pos[i],
+				 (unsigned long long)head, (unsigned long long)h->cap);
+			r = -EPROTO;
+			goto out;
+		}
 		if (res.pos[i] > head) {
 			snprintf(err, RECOVER_ERR_LEN,
 				 "ring %u: the log holds records up to position %llu but the ring head is %llu "

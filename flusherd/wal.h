@@ -44,7 +44,9 @@ int wal_open(struct wal *w, const char *dir, uint64_t log_id, uint64_t seg_max, 
 void wal_close(struct wal *w);
 static inline uint64_t wal_room(const struct wal *w)
 {
-	return w->seg_max - (w->lsn - w->seg_first);
+	uint64_t used = w->lsn - w->seg_first;
+	/* a segment started under a larger [wal] segment_bytes is full */
+	return used >= w->seg_max ? 0 : w->seg_max - used;
 }
 /* Starts a new segment at the current LSN, which must be synced (the old
  * segment is then complete on disk).  Returns 0 or -errno. */

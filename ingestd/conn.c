@@ -93,8 +93,9 @@ void conn_on_readable(struct worker *w, struct conn *c)
 		uint64_t free_bytes = ring_free(w);
 		if (free_bytes < w->max_rec + (uint64_t)READ_MIN * REC_EXPANSION) {
 			/* ring full: leave the bytes in the socket; TCP pushes back */
-			if (!c->in_ready_list)
+			if (!w->ring_full)
 				shm_count(&w->ctr[IC_RING_FULL_STALLS], 1);
+			w->ring_full = 1;
 			ready_push(w, c);
 			return;
 		}

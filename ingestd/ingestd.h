@@ -7,7 +7,9 @@
  * one max record) / REC_EXPANSION bytes, and a record is never more than
  * REC_EXPANSION times the wire bytes it came from, so every frame decoded
  * from a read fits the ring.  When the ring has no room for a minimum read,
- * the connection waits on the blocked list until flusherd releases space.
+ * the connection goes on the ready list and the worker sets ring_full: the
+ * list is retried on flusherd's next durable publication (which releases
+ * space), not polled.
  */
 #ifndef MI_INGESTD_H
 #define MI_INGESTD_H
@@ -73,6 +75,8 @@ struct worker {
 	struct conn **by_slot;    /* live session per device slot */
 	struct conn *ack_head;
 	struct conn *ready_head;
+	int ring_full;            /* a read waited for ring space: retry the
+				   * ready list only once flusherd releases some */
 	int ack_scan;             /* re-check the ack list this pass */
 	uint64_t published;       /* ring head last published */
 	uint64_t now_ms;

@@ -279,7 +279,9 @@ int worker_run(struct worker *w)
 		 (unsigned long long)w->ring.cap, (unsigned long long)w->s->max_frame, w->s->ndjson ? "on" : "off");
 	uint64_t last_tick = 0, stop_deadline = 0;
 	for (;;) {
-		int n = epoll_wait(w->ep, evs, 512, w->ready_head ? 0 : 200);
+		/* input left over: go again at once, unless it waits for ring
+		 * space, which only flusherd's next publication brings */
+		int n = epoll_wait(w->ep, evs, 512, w->ready_head && !w->ring_full ? 0 : 200);
 		w->now_ms = clock_mono_ns() / 1000000;
 		w->now_ns = clock_real_ns();
 		int durable_moved = 0;
@@ -304,7 +306,9 @@ int worker_run(struct worker *w)
 			if (c->state != CS_CLOSING && !ingestd_stop && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 				conn_on_readable(w, c);
 		}
-		if (!ingestd_stop && (durable_moved || w->ready_head))
+		if (durable_moved)
+			w->ring_full = 0;
+		if (!ingestd_stop && w->ready_head && !w->ring_full)
 			run_ready(w);
 		publish(w);
 		if (durable_moved || w->ack_scan)

@@ -81,6 +81,9 @@ struct shm_ctl {
 	/* set by flusherd once recovery has rebuilt the device table; ingestd
 	 * answers no HELLO before it */
 	_Alignas(128) uint32_t ready;
+	/* the log (data directory) whose rings and device seqs this region
+	 * holds, set by flusherd: a region is never paired with another log */
+	uint64_t log_id;
 
 	struct shm_stage stage[STAGE_MAX];
 	struct shm_sink sink[SHM_MAX_SINKS];

@@ -127,6 +127,7 @@ static void *sink_thread(void *arg)
 		if (sr->cursor >= durable) {
 			if (sr->committed != sr->cursor && commit(sr) < 0) {
 				sr->cursor = sr->committed;
+				retrying = 1;
 				nap_ms(backoff);
 				backoff = backoff >= 15000 ? 30000 : backoff * 2;
 				continue;
@@ -179,24 +180,27 @@ static void *sink_thread(void *arg)
 		enum sink_rc rc = sr->d->deliver(sr->state, items, n, &retry_ms, err);
 		if (rc == SINK_OK) {
 			fault_point("sinkd.after_deliver");
-			if (retrying) {
-				log_info("sink %s: delivering again", sr->d->name);
-				retrying = 0;
-				backoff = 100;
-				shm_store_relaxed(&sr->pub->state, SINK_ST_RUNNING);
-			}
 			sr->cursor = lsn;
 			__atomic_fetch_add(&ctr[SC_RECORDS], n, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&ctr[SC_BYTES], bytes, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&ctr[SC_BATCHES], 1, __ATOMIC_RELAXED);
 			shm_store_relaxed(&sr->pub->records, sr->pub->records + n);
+			/* after trouble, only a commit proves the sink is back: a
+			 * buffered delivery can succeed while the disk is still full */
 			uint64_t now = clock_mono_ns();
-			if (now - last_commit >= (uint64_t)sr->s->sink_commit_ms * 1000000ull) {
+			if (retrying || now - last_commit >= (uint64_t)sr->s->sink_commit_ms * 1000000ull) {
 				last_commit = now;
 				if (commit(sr) < 0) {
 					sr->cursor = sr->committed;
+					retrying = 1;
+					shm_store_relaxed(&sr->pub->state, SINK_ST_RETRYING);
 					nap_ms(backoff);
 					backoff = backoff >= 15000 ? 30000 : backoff * 2;
+				} else if (retrying) {
+					log_info("sink %s: delivering again", sr->d->name);
+					retrying = 0;
+					backoff = 100;
+					shm_store_relaxed(&sr->pub->state, SINK_ST_RUNNING);
 				}
 			}
 			continue;

@@ -119,7 +119,14 @@ const struct rec_hdr *reader_at(struct reader *r, uint64_t lsn, int *err)
 		 * the next segment (which starts exactly here) */
 		struct stat st;
 		if (fstat(r->fd, &st) == 0 && (uint64_t)st.st_size > r->file_size) {
-			r->file_size = (uint64_t)st.st_size;
+			if ((uint64_t)st.st_size > r->seg_max) {
+				/* grew past the mapping (segments made under a larger
+				 * [wal] segment_bytes): map it again, whole */
+				if ((*err = map_segment(r, r->seg_first)) < 0)
+					return NULL;
+			} else {
+				r->file_size = (uint64_t)st.st_size;
+			}
 			continue;
 		}
 		if ((*err = map_segment(r, lsn)) < 0) {

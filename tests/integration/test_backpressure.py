@@ -1,8 +1,14 @@
 """flusherd stopped under load: clients stall, ingestd's memory stays bounded."""
+import os
 import signal
 import time
 
 from conftest import assert_exactly_once, wait_for
+
+
+def cpu_seconds(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_anon_kib(pid):
@@ -31,6 +37,12 @@ def test_sigstop_flusherd_stalls_clients_bounds_memory_and_sigcont_delivers(pipe
         assert p.counter("ingestd", "ring_full_stalls") > 0
         assert all(s.poll() is None for s in senders), "senders must still wait for acks"
         assert rss_anon_kib(p.pid("ingestd")) < 64 * 1024
+        # waiting for ring space must not spin
+        ing = p.pid("ingestd")
+        cpu0 = cpu_seconds(ing)
+        time.sleep(1.0)
+        assert cpu_seconds(ing) - cpu0 < 0.2, "ingestd burns CPU while the ring is full"
+        assert p.counter("ingestd", "ring_full_stalls") < 100
     finally:
         p.kill("flusherd", signal.SIGCONT)
     for s in senders:

@@ -114,3 +114,40 @@ def test_replay_names_damage_inside_the_log_that_recovery_does_not_read(pipeline
 def test_repair_refuses_while_flusherd_runs(pipeline):
     r = pipeline.replay("--repair")
     assert r.returncode == 2 and "stop the pipeline first" in r.stderr
+
+
+def test_lowering_segment_bytes_on_an_existing_log_rotates_and_sinks(pipeline_factory, tmp_path):
+    p = pipeline_factory(wal__segment_bytes="8M").start()
+    assert p.send("shrink", 20000).returncode == 0
+    p.stop()
+    p.ini.write_text(p.ini.read_text().replace("segment_bytes = 8M", "segment_bytes = 1M"))
+    p.start()
+    assert p.send("shrink", 40000, size=100).returncode == 0
+    sizes = [s.stat().st_size for s in segments(p)]
+    assert len(sizes) > 3 and max(sizes[1:]) <= (1 << 20) + 64, sizes
+    assert " died: " not in p.log.read_text()
+    p.wait_sinks_caught_up()
+    from conftest import assert_exactly_once
+    assert_exactly_once(p.disk_entries(), {"shrink": 60000})
+
+
+def test_recovery_refuses_a_log_that_ends_before_its_checkpoint(pipeline_factory):
+    p = pipeline_factory().start()
+    assert p.send("short", 3000).returncode == 0
+    p.stop()
+    os.truncate(segments(p)[-1], 1000)
+    from conftest import BIN
+    r = p.run(BIN / "flusherd", "-c", p.ini, timeout=20)
+    assert r.returncode == 1 and "ends before its checkpoint" in r.stdout + r.stderr
+
+
+def test_shm_region_of_another_data_dir_is_refused(pipeline_factory, tmp_path):
+    p = pipeline_factory().start()
+    assert p.send("old-log", 1000).returncode == 0
+    p.stop()
+    # the same instance (shm region) pointed at an empty data directory
+    p.ini.write_text(p.ini.read_text().replace(str(p.data), str(tmp_path / "other")))
+    from conftest import BIN
+    r = p.run(BIN / "flusherd", "-c", p.ini, timeout=20)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1 and "another log" in out and "remove it" in out, out
