@@ -29,7 +29,7 @@ int seg_list(const char *dir, struct seg_ent **ret, size_t *ret_n)
 	struct dirent *e;
 	while ((e = readdir(d))) {
 		size_t len = strlen(e->d_name);
-		if (len != 24 || strcmp(e->d_name + 20, ".seg"))
+		if (len != 24 || strcmp(e->d_name + 20, ".seg") || strspn(e->d_name, "0123456789") != 20)
 			continue;
 		char *end;
 		unsigned long long lsn = strtoull(e->d_name, &end, 10);

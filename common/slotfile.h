@@ -12,7 +12,8 @@
  *   16  len  payload
  *   4092 4   crc     CRC-32 (zlib) of bytes 0..4091
  *
- * Used for data/meta (flusherd) and data/sinks/<name>.offset (sinkd).
+ * Used for data/meta (flusherd); sink offsets carry blobs of any size and
+ * use write-temp-fsync-rename instead (sinkd/offset.h).
  */
 #ifndef MI_SLOTFILE_H
 #define MI_SLOTFILE_H

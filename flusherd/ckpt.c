@@ -164,11 +164,21 @@ int devices_load(const char *data_dir, struct shm_ctl *ctl, uint64_t max_lsn, ui
 	}
 	uint32_t count = mi_get32(b + 16);
 	size_t off = 24;
+	/* the count is outside the CRC: the entries must fill the file exactly,
+	 * checked before any device reaches the table */
 	for (uint32_t i = 0; i < count; i++) {
-		if (off + 1 > (size_t)sz || off + 1 + b[off] + 8 > (size_t)sz || !b[off]) {
+		if (off + 1 > (size_t)sz || !b[off] || b[off] > MI_DEVID_MAX || off + 1 + b[off] + 8 > (size_t)sz) {
 			r = -EBADMSG;
 			goto out;
 		}
+		off += 1 + (size_t)b[off] + 8;
+	}
+	if (off != (size_t)sz) {
+		r = -EBADMSG;
+		goto out;
+	}
+	off = 24;
+	for (uint32_t i = 0; i < count; i++) {
 		uint8_t len = b[off];
 		uint64_t seq = mi_get64(b + off + 1 + len);
 		int slot = devtab_insert(ctl, b + off + 1, len);

@@ -225,6 +225,10 @@ static int run(const struct settings *s)
 	shm_store_relaxed(&ctr[FC_DURABLE_LSN], rr.end_lsn);
 	shm_store_release(&ctl->durable_lsn, rr.end_lsn);
 	shm_store_release(&ctl->log_id, rr.log_id);
+	if (rr.damaged_seg[0])
+		log_warn("%s/%s: damaged record at offset %llu, skipped (with the rest of that segment) while "
+			 "rebuilding device seqs; their seqs may be low; run flusherd --replay",
+			 wal_dir, rr.damaged_seg, (unsigned long long)rr.damaged_off);
 	struct checkpointer k = { .s = s, .ctl = ctl, .log_id = rr.log_id };
 	checkpoint(&k);
 	if ((r = pthread_create(&k.th, NULL, checkpoint_main, &k)) != 0) {

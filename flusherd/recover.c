@@ -67,10 +67,17 @@ static uint64_t new_log_id(void)
 	return id ? id : 1;
 }
 
-/* Applies the records of [from, to) of a mapped segment to the device table. */
-static void apply_devices(struct shm_ctl *ctl, const uint8_t *base, uint64_t from, uint64_t to)
+/* Applies the records of [from, to) of a mapped segment to the device table.
+ * Records before the checkpoint were never checked by pass 1, so each is
+ * checked here: a flipped bit in a seq must not raise a device's seq.
+ * Returns -1 and *ret_off at the first damaged record, or 0. */
+static int apply_devices(struct shm_ctl *ctl, const uint8_t *base, uint64_t from, uint64_t to, uint64_t *ret_off)
 {
 	for (uint64_t off = from; off < to;) {
+		if (seg_rec_check(base + off, to - off, MI_MAX_FRAME_CAP + 4096) != SEG_REC_OK) {
+			*ret_off = off;
+			return -1;
+		}
 		const struct rec_hdr *h = (const struct rec_hdr *)(const void *)(base + off);
 		if (h->type == REC_DATA) {
 			int slot = devtab_insert(ctl, rec_id(h), h->id_len);
@@ -82,6 +89,7 @@ static void apply_devices(struct shm_ctl *ctl, const uint8_t *base, uint64_t fro
 		}
 		off += rec_total(h);
 	}
+	return 0;
 }
 
 int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, struct recover_result *ret,
@@ -156,6 +164,10 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, st
 				snprintf(path, sizeof(path), "%s/%s", wal_dir, segs[s].name);
 				unlink(path);
 				nseg--;
+				/* the checkpoint was at its start: the log ends there, at
+				 * the end of the segment before */
+				if (cut_seg == s && s > 0)
+					cut_seg = s - 1;
 				break;
 			}
 			snprintf(err, RECOVER_ERR_LEN, "%s/%s: bad segment header; run flusherd --replay", wal_dir,
@@ -324,8 +336,17 @@ devices:
 				snprintf(err, RECOVER_ERR_LEN, "%s/%s: %s", wal_dir, segs[s].name, strerror(-r));
 				goto out;
 			}
-			uint64_t from = ck > sfirst ? ck - sfirst : 0;
-			apply_devices(ctl, m.p + SEG_HDR_LEN, from, send - sfirst);
+			uint64_t from = ck > sfirst ? ck - sfirst : 0, bad = from;
+			uint64_t to = send - sfirst;
+			if (to > m.size - SEG_HDR_LEN)
+				to = m.size - SEG_HDR_LEN;
+			/* damage before the checkpoint (durable, acked data) is not a
+			 * reason to refuse: the rest of that segment is skipped and
+			 * named; at worst a device's seq is too low, never too high */
+			if (apply_devices(ctl, m.p + SEG_HDR_LEN, from, to, &bad) < 0 && !res.damaged_seg[0]) {
+				snprintf(res.damaged_seg, sizeof(res.damaged_seg), "%s", segs[s].name);
+				res.damaged_off = SEG_HDR_LEN + bad;
+			}
 			unmap_seg(&m);
 		}
 	}

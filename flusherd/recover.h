@@ -28,6 +28,10 @@ struct recover_result {
 	uint64_t cut_bytes;     /* bytes cut from the tail */
 	int new_log;            /* no segment existed: the caller creates one */
 	int devices_loaded;     /* devices read from data/devices */
+	/* a damaged record met while rebuilding device seqs from segments
+	 * before the checkpoint (skipped with the rest of its segment) */
+	char damaged_seg[32];
+	uint64_t damaged_off;
 };
 
 #define RECOVER_ERR_LEN 512

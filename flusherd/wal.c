@@ -110,8 +110,11 @@ static int take_spare(struct wal *w, const char *name, const uint8_t hdr[SEG_HDR
 		r = -errno;
 	else if (renameat2(w->dirfd, SPARE, w->dirfd, name, RENAME_NOREPLACE) < 0)
 		r = -errno;
-	else if (fsync(w->dirfd) < 0)
-		r = -errno;
+	else if (fsync(w->dirfd) < 0) {
+		/* renamed already: the segment is in place, and giving it up would
+		 * make every later rotation fail on the name; the next sync's
+		 * trouble, if any, stalls as usual */
+	}
 	if (r < 0) {
 		close(fd);
 		return r;

@@ -61,7 +61,8 @@ int offset_store(const char *dir, const char *name, uint64_t lsn, const void *bl
 	mi_put64(h + 8, lsn);
 	mi_put32(h + 16, (uint32_t)blob_len);
 	uLong c = crc32(0L, h, 20);
-	c = crc32(c, blob, (uInt)blob_len);
+	if (blob_len)   /* zlib: crc32(c, NULL, 0) returns 0, not c */
+		c = crc32(c, blob, (uInt)blob_len);
 	mi_put32(h + 20, (uint32_t)c);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd < 0)

@@ -104,8 +104,13 @@ const struct rec_hdr *reader_at(struct reader *r, uint64_t lsn, int *err)
 			if (h->type == 0 && h->plen == 0 && h->crc == 0) {
 				/* the preallocated room after a segment's last record:
 				 * the log went on in the next segment, starting here */
-				if ((*err = map_segment(r, lsn)) < 0)
-					return NULL;
+				if ((*err = map_segment(r, lsn)) < 0) {
+					/* lsn lies further on, inside a later segment */
+					if (*err == -ENOENT)
+						*err = find_segment(r, lsn);
+					if (*err < 0)
+						return NULL;
+				}
 				continue;
 			}
 			if (h->type != REC_DATA && h->type != REC_MARK) {

@@ -89,15 +89,16 @@ static int open_topic(struct disk *d, uint16_t topic, uint64_t cut_to, int cut, 
 	if (!f)
 		return -ENOMEM;
 	f->buf = malloc(d->buffer_bytes);
-	f->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (!f->buf || f->fd < 0) {
+	f->fd = f->buf ? open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600) : -1;
+	struct stat st;
+	if (!f->buf || f->fd < 0 || fstat(f->fd, &st) < 0) {
 		int e = f->buf ? errno : ENOMEM;
+		if (f->fd >= 0)
+			close(f->fd);
 		free(f->buf);
 		free(f);
 		return -e;
 	}
-	struct stat st;
-	fstat(f->fd, &st);
 	f->size = (uint64_t)st.st_size;
 	if (cut && f->size > cut_to) {
 		if (ftruncate(f->fd, (off_t)cut_to) < 0 || fdatasync(f->fd) < 0) {
@@ -283,6 +284,14 @@ static enum sink_rc disk_deliver(void *state, const struct sink_item *items, siz
 static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK_ERR_LEN])
 {
 	struct disk *d = state;
+	/* the blob first: nothing may count as committed if it cannot be made */
+	size_t len = 4 + (size_t)d->nopen * 10;
+	uint8_t *b = malloc(len);
+	if (!b) {
+		snprintf(err, SINK_ERR_LEN, "%s: out of memory for the resume state", d->dir);
+		reset_to_commit(d);
+		return -ENOMEM;
+	}
 	for (uint32_t i = 0; i < d->nopen; i++) {
 		struct topic_file *f = d->files[d->open_list[i]];
 		int r;
@@ -291,6 +300,7 @@ static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK
 		if ((r = flush_file(f)) < 0 || (fdatasync(f->fd) < 0 && (r = -errno))) {
 			snprintf(err, SINK_ERR_LEN, "%s/topic-%u.log: %s", d->dir, d->open_list[i], strerror(-r));
 			reset_to_commit(d);
+			free(b);
 			return r;
 		}
 	}
@@ -299,10 +309,6 @@ static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK
 		f->dirty = 0;
 		f->committed = f->size;
 	}
-	size_t len = 4 + (size_t)d->nopen * 10;
-	uint8_t *b = malloc(len);
-	if (!b)
-		return -ENOMEM;
 	mi_put32(b, d->nopen);
 	for (uint32_t i = 0; i < d->nopen; i++) {
 		mi_put16(b + 4 + 10 * i, d->open_list[i]);
