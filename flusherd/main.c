@@ -201,7 +201,7 @@ static int run(const struct settings *s)
 	shm_stage_start(ctl, STAGE_FLUSHERD);
 	uint64_t t0 = clock_mono_ns();
 	uint32_t max_rec = rec_size(MI_DEVID_MAX, (uint32_t)s->max_frame);
-	if ((r = recover_run(s->data_dir, ctl, (uint32_t)s->max_frame, &rr, err)) < 0) {
+	if ((r = recover_run(s->data_dir, ctl, &rr, err)) < 0) {
 		log_error("recovery: %s", err);
 		goto out;
 	}

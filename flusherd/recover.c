@@ -92,7 +92,7 @@ static int apply_devices(struct shm_ctl *ctl, const uint8_t *base, uint64_t from
 	return 0;
 }
 
-int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, struct recover_result *ret,
+int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result *ret,
 		char err[RECOVER_ERR_LEN])
 {
 	char wal_dir[512];

@@ -36,6 +36,6 @@ struct recover_result {
 
 #define RECOVER_ERR_LEN 512
 
-int recover_run(const char *data_dir, struct shm_ctl *ctl, uint32_t max_plen, struct recover_result *ret,
+int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result *ret,
 		char err[RECOVER_ERR_LEN]);
 #endif

@@ -494,7 +494,7 @@ static void test_rotation_when_the_segment_is_nearly_full(void **state)
 	struct recover_result res;
 	char err[RECOVER_ERR_LEN];
 	wal_close(&f->w);
-	assert_int_equal(recover_run(f->dir, f->ctl, 4096, &res, err), 0);
+	assert_int_equal(recover_run(f->dir, f->ctl, &res, err), 0);
 	assert_int_equal(res.end_lsn, next);
 	assert_int_equal(res.records, expect_records);
 	assert_int_equal(res.cut_bytes, 0);

@@ -172,7 +172,7 @@ static int recover(struct fix *f)
 	wal_close(&f->w);         /* flusherd died */
 	memset(&f->res, 0xee, sizeof(f->res));
 	f->err[0] = 0;
-	return recover_run(f->dir, f->ctl, MAX_PLEN, &f->res, f->err);
+	return recover_run(f->dir, f->ctl, &f->res, f->err);
 }
 
 static void seg_file(const struct fix *f, uint64_t first, char *path, size_t len)
