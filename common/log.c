@@ -40,6 +40,11 @@ int log_open(const char *ident, const char *file, enum log_level level)
 	return 0;
 }
 
+int log_enabled(enum log_level lvl)
+{
+	return lvl <= L.level;
+}
+
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
 	if (lvl > L.level)

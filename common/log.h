@@ -14,6 +14,8 @@ int log_open(const char *ident, const char *file, enum log_level level);
 /* "error", "warn", "info", "debug" -> level, or -1. */
 int log_level_parse(const char *s);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Whether a message of this level would be written (skip costly formatting). */
+int log_enabled(enum log_level lvl);
 
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

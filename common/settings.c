@@ -13,6 +13,8 @@ const struct cfg_opt settings_opts[] = {
 	{ "instance", "name", CFG_STR, "default", S(instance), 0, 0, "instance name: shm /module-ingest.<name>" },
 	{ "data", "dir", CFG_STR, "./data", S(data_dir), 0, 0, "data directory (wal/, meta, devices, sinks/)" },
 	{ "server", "listen", CFG_STR, "127.0.0.1:7400", S(listen), 0, 0, "TCP address host:port" },
+	{ "server", "udp_listen", CFG_STR, "", S(udp_listen), 0, 0, "UDP address host:port ('' = same as listen, off = none)" },
+	{ "server", "udp_rcvbuf", CFG_SIZE, "4M", N(udp_rcvbuf), 64 << 10, 1 << 30, "UDP socket receive buffer (SO_RCVBUF)" },
 	{ "server", "workers", CFG_INT, "1", N(workers), 1, 1, "ingestd event loops (one ring each)" },
 	{ "server", "max_connections", CFG_INT, "10000", N(max_connections), 1, 1000000, "connections beyond are refused" },
 	{ "server", "idle_timeout_ms", CFG_INT, "120000", N(idle_timeout_ms), 0, 86400000, "close silent connections (0: never)" },

@@ -13,6 +13,8 @@ struct settings {
 	char instance[64];        /* names the shm region and bpffs dir */
 	char data_dir[256];
 	char listen[128];         /* host:port */
+	char udp_listen[128];     /* host:port, "" = same as listen, "off" = none */
+	uint64_t udp_rcvbuf;
 	int64_t workers;
 	int64_t max_connections;
 	int64_t idle_timeout_ms;

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "common/frame.h"
 #include "common/pool.h"
@@ -30,6 +31,7 @@
 #define READ_MIN (4u << 10)
 #define READ_BUDGET 4            /* reads per connection per loop pass (fairness) */
 #define WBUF_MAX (256u << 10)    /* a peer that does not read its acks is closed */
+#define UDP_BATCH 32             /* datagrams per recvmmsg */
 
 enum conn_state {
 	CS_NEW,          /* nothing received yet: binary or NDJSON decided by the first byte */
@@ -83,6 +85,12 @@ struct worker {
 	uint64_t now_ns;          /* CLOCK_REALTIME of this pass: srv_ns for records */
 	uint8_t *rbuf;
 	pthread_t notifier;
+	int udp_fd;
+	uint8_t *udp_buf;
+	struct mmsghdr udp_msg[UDP_BATCH];
+	struct iovec udp_iov[UDP_BATCH];
+	struct sockaddr_in6 udp_from[UDP_BATCH];
+	uint8_t udp_cmsg[UDP_BATCH][64];
 	volatile int stopping;
 	uint32_t max_rec;
 };
@@ -117,6 +125,11 @@ void ack_track(struct worker *w, struct conn *c);
 void ack_untrack(struct worker *w, struct conn *c);
 /* Sends every ACK that the durable seqs allow. */
 void ack_scan(struct worker *w);
+
+/* udp.c */
+/* Binds the UDP socket for addr.  Returns the fd or -errno with err set. */
+int udp_open(struct worker *w, const char *addr, char *err, size_t errlen);
+void udp_on_readable(struct worker *w);
 
 /* ndjson.c */
 /* Consumes bytes of an NDJSON connection.  Returns 0 or -1 (closed). */

@@ -23,6 +23,7 @@ extern volatile int ingestd_stop;
 
 #define TAG_LISTEN ((uint64_t)-1)
 #define TAG_EVENT ((uint64_t)-2)
+#define TAG_UDP ((uint64_t)-3)
 
 static int listen_on(const char *addr, char *err, size_t errlen)
 {
@@ -231,6 +232,19 @@ static int setup(struct worker *w)
 		log_error("epoll setup: %s", strerror(errno));
 		return -errno;
 	}
+	if (strcmp(w->s->udp_listen, "off")) {
+		const char *ua = w->s->udp_listen[0] ? w->s->udp_listen : w->s->listen;
+		w->udp_fd = udp_open(w, ua, err, sizeof(err));
+		if (w->udp_fd < 0) {
+			log_error("%s", err);
+			return w->udp_fd;
+		}
+		struct epoll_event ev3 = { .events = EPOLLIN, .data.u64 = TAG_UDP };
+		if (epoll_ctl(w->ep, EPOLL_CTL_ADD, w->udp_fd, &ev3) < 0) {
+			log_error("epoll setup: %s", strerror(errno));
+			return -errno;
+		}
+	}
 	int r = ack_start(w);
 	if (r < 0) {
 		log_error("notifier thread: %s", strerror(-r));
@@ -257,6 +271,9 @@ static void teardown(struct worker *w)
 		close(w->ep);
 	if (w->efd >= 0)
 		close(w->efd);
+	if (w->udp_fd >= 0)
+		close(w->udp_fd);
+	free(w->udp_buf);
 	free(w->conns);
 	free(w->by_slot);
 	free(w->rbuf);
@@ -267,7 +284,7 @@ int worker_run(struct worker *w)
 {
 	struct epoll_event evs[512];
 	int r;
-	w->lfd = w->ep = w->efd = -1;
+	w->lfd = w->ep = w->efd = w->udp_fd = -1;
 	w->max_rec = rec_size(MI_DEVID_MAX, (uint32_t)w->s->max_frame);
 	ring_prod_attach(&w->ring, shm_ring_hdr(w->ctl, w->ring_id));
 	w->published = w->ring.head;
@@ -275,7 +292,8 @@ int worker_run(struct worker *w)
 		teardown(w);
 		return 1;
 	}
-	log_info("listening on %s (ring %u, %llu bytes; max_frame %llu; ndjson %s)", w->s->listen, w->ring_id,
+	log_info("listening on %s, UDP %s (ring %u, %llu bytes; max_frame %llu; ndjson %s)", w->s->listen,
+		 w->udp_fd < 0 ? "off" : (w->s->udp_listen[0] ? w->s->udp_listen : w->s->listen), w->ring_id,
 		 (unsigned long long)w->ring.cap, (unsigned long long)w->s->max_frame, w->s->ndjson ? "on" : "off");
 	uint64_t last_tick = 0, stop_deadline = 0;
 	for (;;) {
@@ -290,6 +308,11 @@ int worker_run(struct worker *w)
 			if (tag == TAG_LISTEN) {
 				if (!ingestd_stop)
 					accept_all(w);
+				continue;
+			}
+			if (tag == TAG_UDP) {
+				if (!ingestd_stop)
+					udp_on_readable(w);
 				continue;
 			}
 			if (tag == TAG_EVENT) {

@@ -7,6 +7,7 @@
  *
  *   last_accepted  ingestd: highest seq it put in a ring (or found durable)
  *   last_durable   flusherd: highest seq fdatasync'd to the WAL
+ *   udp_window     ingestd: which of the 64 seqs below last_accepted UDP took
  *
  * A restarted flusherd rebuilds last_durable from the WAL; a fresh region
  * is rebuilt from the device checkpoint plus the WAL after it.
@@ -29,7 +30,13 @@ struct shm_dev {
 	uint32_t flags;
 	uint32_t pad1_;
 	uint8_t id[MI_DEVID_MAX];
-	uint8_t pad2_[128 - 32 - MI_DEVID_MAX];
+	/* UDP replay window (ingestd): bit i set = seq udp_base - 1 - i is
+	 * taken; 64 wide: seqs 64 or more below the base are refused.  udp_base is
+	 * the last_accepted the window was last aligned to (TCP moves
+	 * last_accepted without touching the window). */
+	uint64_t udp_window;
+	uint64_t udp_base;
+	uint8_t pad2_[128 - 48 - MI_DEVID_MAX];
 };
 _Static_assert(sizeof(struct shm_dev) == 128, "device slot is 128 bytes");
 

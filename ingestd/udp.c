@@ -1,0 +1,213 @@
+/* udp — one DATA frame per datagram, for the smallest devices.
+ *
+ * No handshake and no ACKs: the payload starts with u8 id_len and the
+ * device id, then the data.  recvmmsg takes up to UDP_BATCH datagrams per
+ * syscall, and only while the ring has room for all of them (a full ring
+ * leaves them in the socket buffer, where the kernel drops and counts the
+ * overflow: SO_RXQ_OVFL).  Replays are refused by a 64-wide sliding window
+ * over seq per device (as IPsec does), kept in the shm device table so it
+ * survives an ingestd restart.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "ingestd/ingestd.h"
+#include "shm/atomic.h"
+#include "shm/devtab.h"
+
+#define UDP_DGRAM_MAX 65536u
+
+int udp_open(struct worker *w, const char *addr, char *err, size_t errlen)
+{
+	char host[128];
+	const char *colon = strrchr(addr, ':');
+	if (!colon || colon == addr) {
+		snprintf(err, errlen, "[server] udp_listen = '%s': expected host:port", addr);
+		return -EINVAL;
+	}
+	size_t hl = (size_t)(colon - addr) < sizeof(host) ? (size_t)(colon - addr) : sizeof(host) - 1;
+	memcpy(host, addr, hl);
+	host[hl] = 0;
+	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
+		memmove(host, host + 1, hl - 2);
+		host[hl - 2] = 0;
+	}
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM, .ai_flags = AI_PASSIVE }, *ai;
+	int r = getaddrinfo(host, colon + 1, &hints, &ai);
+	if (r) {
+		snprintf(err, errlen, "[server] udp_listen = '%s': %s", addr, gai_strerror(r));
+		return -EINVAL;
+	}
+	int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int one = 1, buf = (int)w->s->udp_rcvbuf;
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "UDP on %s: %s", addr, strerror(-r));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(ai);
+		return r;
+	}
+	freeaddrinfo(ai);
+	/* FORCE goes past net.core.rmem_max when we may; else the capped size */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf)) < 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
+	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+	w->udp_buf = malloc((size_t)UDP_BATCH * UDP_DGRAM_MAX);
+	if (!w->udp_buf) {
+		close(fd);
+		snprintf(err, errlen, "UDP on %s: out of memory for the receive batch", addr);
+		return -ENOMEM;
+	}
+	for (int i = 0; i < UDP_BATCH; i++) {
+		w->udp_iov[i] = (struct iovec){ w->udp_buf + (size_t)i * UDP_DGRAM_MAX, UDP_DGRAM_MAX };
+		w->udp_msg[i].msg_hdr = (struct msghdr){
+			.msg_name = &w->udp_from[i], .msg_namelen = sizeof(w->udp_from[i]),
+			.msg_iov = &w->udp_iov[i], .msg_iovlen = 1,
+			.msg_control = w->udp_cmsg[i], .msg_controllen = sizeof(w->udp_cmsg[i]),
+		};
+	}
+	return fd;
+}
+
+/* Moves a window of seqs below base up to a new base: the seqs in between
+ * count as taken (UDP never fills what TCP or a restart skipped). */
+static uint64_t window_rebase(uint64_t win, uint64_t base, uint64_t to)
+{
+	if (to < base)
+		return ~0ull;              /* last_accepted went back (restart): refuse all below */
+	uint64_t sh = to - base;
+	if (sh == 0)
+		return win;
+	if (sh >= 64)
+		return ~0ull;
+	win = (win << sh) | ((1ull << sh) - 1);
+	if (!base)
+		win &= ~(1ull << (sh - 1));  /* seq 0 is not a seq */
+	return win;
+}
+
+/* 64-wide sliding window: 1 when seq is new above last_accepted, 2 when new
+ * below it, 0 for a replay or a seq too old to tell. */
+static int window_take(struct shm_dev *d, uint64_t seq)
+{
+	uint64_t last = d->last_accepted;
+	if (d->udp_base != last) {
+		d->udp_window = window_rebase(d->udp_window, d->udp_base, last);
+		d->udp_base = last;
+	}
+	if (seq > last) {
+		uint64_t shift = seq - last;
+		uint64_t win = shift >= 64 ? 0 : d->udp_window << shift;
+		/* the old last_accepted becomes bit shift-1 (if it was a seq) */
+		if (last && shift < 64)
+			win |= 1ull << (shift - 1);
+		d->udp_window = win;
+		d->udp_base = seq;
+		return 1;
+	}
+	/* 64 wide as IPsec counts it: the highest seq and the 63 below it */
+	uint64_t back = last - seq;   /* 0: seq == last */
+	if (back == 0 || back >= 64)
+		return 0;
+	uint64_t bit = 1ull << (back - 1);
+	if (d->udp_window & bit)
+		return 0;
+	d->udp_window |= bit;
+	return 2;   /* new, but below last_accepted: last_accepted stays */
+}
+
+static void drop(struct worker *w, const char *why, const struct sockaddr_in6 *from)
+{
+	shm_count(&w->ctr[IC_UDP_DROPPED], 1);
+	if (log_enabled(LOG_DEBUG)) {
+		char a[INET6_ADDRSTRLEN] = "?";
+		if (from->sin6_family == AF_INET)
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)from)->sin_addr, a, sizeof(a));
+		else
+			inet_ntop(AF_INET6, &from->sin6_addr, a, sizeof(a));
+		log_debug("UDP datagram from %s dropped: %s", a, why);
+	}
+}
+
+static void one_datagram(struct worker *w, const uint8_t *p, size_t n, const struct sockaddr_in6 *from)
+{
+	struct mi_hdr h;
+	if (n < MI_HDR_LEN || mi_hdr_decode(p, &h) < 0)
+		return drop(w, n < MI_HDR_LEN ? "shorter than a header" : "bad header", from);
+	if (h.type != MI_DATA)
+		return drop(w, "not a DATA frame", from);
+	if ((size_t)h.len != n - MI_HDR_LEN)
+		return drop(w, "len does not match the datagram", from);
+	if (h.len > w->s->max_frame)
+		return drop(w, "over max_frame", from);
+	const uint8_t *pl = p + MI_HDR_LEN;
+	if (mi_crc32(pl, h.len) != h.pcrc)
+		return drop(w, "payload checksum mismatch", from);
+	if (h.flags & (MI_F_MAC | MI_F_SEALED))
+		return drop(w, "MAC and sealed frames need [auth] mode = keys", from);
+	if (h.seq == 0)
+		return drop(w, "seq 0", from);
+	if (h.len < 1 || h.len < 1u + pl[0] || !mi_devid_valid(pl + 1, pl[0]))
+		return drop(w, "no valid device id at the start of the payload", from);
+	uint8_t id_len = pl[0];
+	int slot = devtab_insert(w->ctl, pl + 1, id_len);
+	if (slot < 0)
+		return drop(w, "device table full", from);
+	struct shm_dev *d = shm_dev(w->ctl, (uint32_t)slot);
+	uint64_t win = d->udp_window, base = d->udp_base;
+	int t = window_take(d, h.seq);
+	if (!t) {
+		shm_count(&w->ctr[IC_UDP_REPLAYED], 1);
+		return drop(w, "replayed or too old seq", from);
+	}
+	uint64_t last = d->last_accepted;
+	const uint8_t *data = pl + 1 + id_len;
+	uint32_t dlen = h.len - 1 - id_len;
+	if (session_store(w, slot, h.topic, h.seq, h.ts_ns, data, dlen, mi_crc32(data, dlen)) < 0) {
+		d->udp_window = win;   /* not taken after all */
+		d->udp_base = base;
+		shm_count(&w->ctr[IC_UDP_RING_FULL], 1);
+		return;
+	}
+	/* session_store raised last_accepted to seq; a late seq keeps the max */
+	if (t == 2)
+		shm_store_release(&d->last_accepted, last);
+	shm_count(&w->ctr[IC_UDP_STORED], 1);
+}
+
+void udp_on_readable(struct worker *w)
+{
+	for (int rounds = 0; rounds < 16; rounds++) {
+		/* room for a whole batch of max-size records, or leave them queued */
+		if (ring_free(w) < (uint64_t)UDP_BATCH * w->max_rec + w->max_rec)
+			return;
+		int n = recvmmsg(w->udp_fd, w->udp_msg, UDP_BATCH, MSG_DONTWAIT, NULL);
+		if (n <= 0)
+			return;
+		shm_count(&w->ctr[IC_UDP_DATAGRAMS], (uint64_t)n);
+		for (int i = 0; i < n; i++) {
+			struct msghdr *mh = &w->udp_msg[i].msg_hdr;
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c))
+				if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+					uint32_t ovfl;
+					memcpy(&ovfl, CMSG_DATA(c), sizeof(ovfl));
+					/* a running total of the socket's drops */
+					shm_store_relaxed(&w->ctr[IC_UDP_RXQ_OVFL], ovfl);
+				}
+			one_datagram(w, w->udp_buf + (size_t)i * UDP_DGRAM_MAX, w->udp_msg[i].msg_len, &w->udp_from[i]);
+			mh->msg_namelen = sizeof(w->udp_from[i]);
+			mh->msg_controllen = sizeof(w->udp_cmsg[i]);
+		}
+		if (n < UDP_BATCH)
+			return;
+	}
+}
