@@ -112,6 +112,38 @@ fuzz: $(FUZZ_BIN)
 		grep -E '^(#[0-9]+ *DONE|Done)' build-fuzz/$$n.log | tail -1; \
 	done
 
+# ---- bpf ----
+# bpf/filter.bpf.c -> <build>/bpf/filter.bpf.o (clang -target bpf, BTF kept)
+# -> <build>/bpf/filter.skel.h (bpftool gen skeleton) -> bpf/loader.c in
+# libmi.a.  The fuzz build compiles $(LIB_SRC) itself, so it gets its own
+# skeleton in build-fuzz/bpf.  Appended here, after the rules that expand
+# LIB_OBJ and the fuzz prerequisites, so those get bpf/loader.c explicitly.
+BPF_CLANG  ?= clang
+BPFTOOL    ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
+BPF_CFLAGS := -target bpf -mcpu=v3 -O2 -g -Wall -Wextra -Werror \
+	-I/usr/include/$(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BPF_DIRS   := $(sort $(BUILD) build-fuzz)
+
+$(BPF_DIRS:%=%/bpf/filter.bpf.o): %/bpf/filter.bpf.o: bpf/filter.bpf.c bpf/filter.h bpf/crc_table.h
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  BPF     $@")
+	$(Q)$(BPF_CLANG) $(BPF_CFLAGS) -c -o $@ $<
+
+$(BPF_DIRS:%=%/bpf/filter.skel.h): %/bpf/filter.skel.h: %/bpf/filter.bpf.o
+	@$(if $(Q),echo "  SKEL    $@")
+	$(Q)$(BPFTOOL) gen skeleton $< name filter_bpf > $@
+
+LIB_SRC += bpf/loader.c
+LIB_OBJ += $(BUILD)/obj/bpf/loader.o
+$(LIB): $(BUILD)/obj/bpf/loader.o
+$(BUILD)/obj/bpf/loader.o: $(BUILD)/bpf/filter.skel.h
+$(BUILD)/obj/bpf/loader.o: CPPFLAGS += -I$(BUILD)/bpf
+$(FUZZ_BIN): bpf/loader.c build-fuzz/bpf/filter.skel.h
+FUZZ_CFLAGS += -Ibuild-fuzz/bpf
+LDLIBS   += -lbpf -lelf
+DEB_PKGS += libelf-dev
+# ---- end bpf ----
+
 # ---- entry points ----
 deps:
 	$(Q)missing=$$(for p in $(DEB_PKGS); do \

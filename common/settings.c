@@ -27,6 +27,10 @@ const struct cfg_opt settings_opts[] = {
 	{ "wal", "commit_bytes", CFG_SIZE, "4M", N(commit_bytes), 4096, 1ll << 30, "group commit: sync after this many bytes" },
 	{ "wal", "commit_us", CFG_INT, "1000", N(commit_us), 0, 1000000, "group commit: sync after this long" },
 	{ "wal", "checkpoint_ms", CFG_INT, "1000", N(checkpoint_ms), 10, 3600000, "meta + device checkpoint interval" },
+	{ "filter", "mode", CFG_STR, "auto", S(filter_mode), 0, 0, "auto, ebpf, classic or off: kernel filters on the sockets" },
+	{ "filter", "ban_after", CFG_INT, "10", N(ban_after), 1, 1000000, "failed handshakes / framing errors from one address ..." },
+	{ "filter", "ban_window_ms", CFG_INT, "10000", N(ban_window_ms), 100, 86400000, "... within this window ..." },
+	{ "filter", "ban_ms", CFG_INT, "60000", N(ban_ms), 0, 86400000, "... ban the address for this long (0: never ban)" },
 	{ "log", "level", CFG_STR, "info", S(log_level), 0, 0, "error, warn, info or debug" },
 	{ "log", "file", CFG_STR, "-", S(log_file), 0, 0, "log file, '-' for stdout" },
 	{ "sinkd", "sinks", CFG_STR, "disk", S(sinks), 0, 0, "comma-separated sinks to run" },
@@ -81,6 +85,11 @@ int settings_load(const char *path, struct settings *ret, cfg_t **ret_cfg, int c
 	if (s.max_frame + 4096 > s.segment_bytes) {
 		snprintf(err, CFG_ERR_LEN, "[wal] segment_bytes = %llu: smaller than a max_frame record",
 			 (unsigned long long)s.segment_bytes);
+		goto fail;
+	}
+	if (strcmp(s.filter_mode, "auto") && strcmp(s.filter_mode, "ebpf") && strcmp(s.filter_mode, "classic") &&
+	    strcmp(s.filter_mode, "off")) {
+		snprintf(err, CFG_ERR_LEN, "[filter] mode = '%s': use auto, ebpf, classic or off", s.filter_mode);
 		goto fail;
 	}
 	if (log_level_parse(s.log_level) < 0) {

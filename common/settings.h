@@ -27,6 +27,10 @@ struct settings {
 	uint64_t commit_bytes;
 	int64_t commit_us;
 	int64_t checkpoint_ms;
+	char filter_mode[16];     /* auto, ebpf, classic, off */
+	int64_t ban_after;        /* failures from one source ... */
+	int64_t ban_window_ms;    /* ... within this window ... */
+	int64_t ban_ms;           /* ... ban it for this long (0: no bans) */
 	char log_level[16];
 	char log_file[256];
 	char sinks[256];          /* comma-separated sink names to run */

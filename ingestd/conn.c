@@ -65,6 +65,8 @@ static int process(struct worker *w, struct conn *c, const uint8_t *buf, size_t 
 		if (r < 0) {
 			char why[96];
 			shm_count(&w->ctr[IC_FRAMING_ERRORS], 1);
+			filter_count(w, DROP_FRAMING, (uint32_t)(n - off + used));
+			filter_failure(w, &c->peer.sin6_addr);
 			snprintf(why, sizeof(why), "framing error: %s", mi_frame_strerror(r));
 			conn_close(w, c, why);
 			return -1;

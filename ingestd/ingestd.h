@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "bpf/loader.h"
 #include "common/frame.h"
 #include "common/pool.h"
 #include "common/settings.h"
@@ -32,6 +33,8 @@
 #define READ_BUDGET 4            /* reads per connection per loop pass (fairness) */
 #define WBUF_MAX (256u << 10)    /* a peer that does not read its acks is closed */
 #define UDP_BATCH 32             /* datagrams per recvmmsg */
+
+enum filter_mode { FILTER_MODE_USER, FILTER_MODE_CLASSIC, FILTER_MODE_EBPF };
 
 enum conn_state {
 	CS_NEW,          /* nothing received yet: binary or NDJSON decided by the first byte */
@@ -85,6 +88,9 @@ struct worker {
 	uint64_t now_ns;          /* CLOCK_REALTIME of this pass: srv_ns for records */
 	uint8_t *rbuf;
 	pthread_t notifier;
+	struct bpfl *bpf;         /* NULL unless the eBPF filters loaded */
+	int filter_mode;          /* enum filter_mode */
+	int tcp_filtered;         /* the listener's eBPF filter drops banned SYNs */
 	int udp_fd;
 	uint8_t *udp_buf;
 	struct mmsghdr udp_msg[UDP_BATCH];
@@ -130,6 +136,20 @@ void ack_scan(struct worker *w);
 /* Binds the UDP socket for addr.  Returns the fd or -errno with err set. */
 int udp_open(struct worker *w, const char *addr, char *err, size_t errlen);
 void udp_on_readable(struct worker *w);
+
+/* filter.c */
+void filter_setup(struct worker *w);
+void filter_close(struct worker *w);
+/* A failed handshake or framing violation from a: may ban the source. */
+void filter_failure(struct worker *w, const struct in6_addr *a);
+/* Whether a is banned (checked at accept: eBPF drops its SYNs earlier). */
+int filter_banned(struct worker *w, const struct in6_addr *a);
+void filter_tick(struct worker *w);
+/* A drop found in user space, into the same table as the kernel's. */
+static inline void filter_count(struct worker *w, enum drop_reason r, uint32_t bytes)
+{
+	bpfl_count(w->bpf, r, bytes);
+}
 
 /* ndjson.c */
 /* Consumes bytes of an NDJSON connection.  Returns 0 or -1 (closed). */

@@ -35,6 +35,7 @@ int session_nack(struct worker *w, struct conn *c, uint64_t seq, enum mi_nack co
 static int refuse(struct worker *w, struct conn *c, enum mi_nack code, const char *reason)
 {
 	char why[256];
+	filter_failure(w, &c->peer.sin6_addr);
 	if (session_nack(w, c, 0, code, reason) < 0)
 		return -1;
 	snprintf(why, sizeof(why), "HELLO refused: %s", reason);
@@ -105,8 +106,10 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 	const struct mi_hdr *h = &f->h;
 	if (c->state != CS_SESSION)
 		return session_nack(w, c, h->seq, MI_NACK_NOT_AUTH, "DATA before HELLO") < 0 ? -1 : 0;
-	if (!f->pcrc_ok)
+	if (!f->pcrc_ok) {
+		filter_count(w, DROP_BAD_PCRC, MI_HDR_LEN + h->len);
 		return session_nack(w, c, h->seq, MI_NACK_CRC, "payload checksum mismatch") < 0 ? -1 : 0;
+	}
 	if (h->flags & (MI_F_MAC | MI_F_SEALED))
 		return session_nack(w, c, h->seq, MI_NACK_MALFORMED,
 				    "MAC and sealed frames need [auth] mode = keys") < 0 ? -1 : 0;

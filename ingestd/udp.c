@@ -125,9 +125,10 @@ static int window_take(struct shm_dev *d, uint64_t seq)
 	return 2;   /* new, but below last_accepted: last_accepted stays */
 }
 
-static void drop(struct worker *w, const char *why, const struct sockaddr_in6 *from)
+static void drop(struct worker *w, enum drop_reason r, size_t bytes, const char *why, const struct sockaddr_in6 *from)
 {
 	shm_count(&w->ctr[IC_UDP_DROPPED], 1);
+	filter_count(w, r, (uint32_t)bytes);
 	if (log_enabled(LOG_DEBUG)) {
 		char a[INET6_ADDRSTRLEN] = "?";
 		if (from->sin6_family == AF_INET)
@@ -142,32 +143,32 @@ static void one_datagram(struct worker *w, const uint8_t *p, size_t n, const str
 {
 	struct mi_hdr h;
 	if (n < MI_HDR_LEN || mi_hdr_decode(p, &h) < 0)
-		return drop(w, n < MI_HDR_LEN ? "shorter than a header" : "bad header", from);
+		return drop(w, n < MI_HDR_LEN ? DROP_SHORT : DROP_MALFORMED, n, n < MI_HDR_LEN ? "shorter than a header" : "bad header", from);
 	if (h.type != MI_DATA)
-		return drop(w, "not a DATA frame", from);
+		return drop(w, DROP_BAD_TYPE, n, "not a DATA frame", from);
 	if ((size_t)h.len != n - MI_HDR_LEN)
-		return drop(w, "len does not match the datagram", from);
+		return drop(w, DROP_BAD_LENGTH, n, "len does not match the datagram", from);
 	if (h.len > w->s->max_frame)
-		return drop(w, "over max_frame", from);
+		return drop(w, DROP_TOO_LARGE, n, "over max_frame", from);
 	const uint8_t *pl = p + MI_HDR_LEN;
 	if (mi_crc32(pl, h.len) != h.pcrc)
-		return drop(w, "payload checksum mismatch", from);
+		return drop(w, DROP_BAD_PCRC, n, "payload checksum mismatch", from);
 	if (h.flags & (MI_F_MAC | MI_F_SEALED))
-		return drop(w, "MAC and sealed frames need [auth] mode = keys", from);
+		return drop(w, DROP_MALFORMED, n, "MAC and sealed frames need [auth] mode = keys", from);
 	if (h.seq == 0)
-		return drop(w, "seq 0", from);
+		return drop(w, DROP_MALFORMED, n, "seq 0", from);
 	if (h.len < 1 || h.len < 1u + pl[0] || !mi_devid_valid(pl + 1, pl[0]))
-		return drop(w, "no valid device id at the start of the payload", from);
+		return drop(w, DROP_MALFORMED, n, "no valid device id at the start of the payload", from);
 	uint8_t id_len = pl[0];
 	int slot = devtab_insert(w->ctl, pl + 1, id_len);
 	if (slot < 0)
-		return drop(w, "device table full", from);
+		return drop(w, DROP_AUTH, n, "device table full", from);
 	struct shm_dev *d = shm_dev(w->ctl, (uint32_t)slot);
 	uint64_t win = d->udp_window, base = d->udp_base;
 	int t = window_take(d, h.seq);
 	if (!t) {
 		shm_count(&w->ctr[IC_UDP_REPLAYED], 1);
-		return drop(w, "replayed or too old seq", from);
+		return drop(w, DROP_REPLAY, n, "replayed or too old seq", from);
 	}
 	uint64_t last = d->last_accepted;
 	const uint8_t *data = pl + 1 + id_len;
@@ -176,6 +177,7 @@ static void one_datagram(struct worker *w, const uint8_t *p, size_t n, const str
 		d->udp_window = win;   /* not taken after all */
 		d->udp_base = base;
 		shm_count(&w->ctr[IC_UDP_RING_FULL], 1);
+		filter_count(w, DROP_RING_FULL, (uint32_t)n);
 		return;
 	}
 	/* session_store raised last_accepted to seq; a late seq keeps the max */

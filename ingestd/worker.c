@@ -134,6 +134,15 @@ static void accept_all(struct worker *w)
 			memcpy(&m.sin6_addr.s6_addr[12], &s4->sin_addr, 4);
 			sa = m;
 		}
+		if (!w->tcp_filtered && filter_banned(w, &sa.sin6_addr)) {
+			/* without eBPF the SYN got through: refuse here (with eBPF
+			 * the kernel's ban map decides, so an operator can lift a
+			 * ban by deleting its key) */
+			shm_count(&w->ctr[IC_BANNED_ACCEPTS], 1);
+			free(c);
+			close(fd);
+			continue;
+		}
 		c->fd = fd;
 		c->slot = -1;
 		c->peer = sa;
@@ -245,6 +254,8 @@ static int setup(struct worker *w)
 			return -errno;
 		}
 	}
+	filter_setup(w);
+	shm_store_relaxed(&w->ctr[IC_FILTER_MODE], (uint64_t)w->filter_mode);
 	int r = ack_start(w);
 	if (r < 0) {
 		log_error("notifier thread: %s", strerror(-r));
@@ -273,6 +284,7 @@ static void teardown(struct worker *w)
 		close(w->efd);
 	if (w->udp_fd >= 0)
 		close(w->udp_fd);
+	filter_close(w);
 	free(w->udp_buf);
 	free(w->conns);
 	free(w->by_slot);
@@ -343,6 +355,7 @@ int worker_run(struct worker *w)
 			pool_stats(w->pool, &ps);
 			shm_store_relaxed(&w->ctr[IC_POOL_BYTES], ps.bytes_reserved);
 			idle_scan(w);
+			filter_tick(w);
 		}
 		if (ingestd_stop) {
 			if (!stop_deadline) {

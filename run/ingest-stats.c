@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bpf/loader.h"
 #include "common/clock.h"
 #include "common/settings.h"
 #include "shm/atomic.h"
@@ -146,6 +147,31 @@ int main(int argc, char **argv)
 	}
 	if (json)
 		printf("]");
+	/* the one drop table: kernel filters and user space, by reason */
+	struct drop_totals dt[DROP_REASON_MAX];
+	char derr[256];
+	int have_drops = bpfl_read_pinned(instance, dt, derr, sizeof(derr)) == 0;
+	static const char *const modes[] = { "user space only", "classic BPF", "eBPF" };
+	uint64_t fm = shm_load_relaxed(&ctl->stage[STAGE_INGESTD].ctr[IC_FILTER_MODE]);
+	if (json) {
+		printf(",\"filter_mode\":\"%s\",\"drops\":", fm < 3 ? modes[fm] : "?");
+		if (have_drops) {
+			printf("{");
+			for (int r = 0; r < DROP_REASON_MAX; r++)
+				printf("%s\"%s\":{\"packets\":%llu,\"bytes\":%llu}", r ? "," : "", bpfl_reason_name(r),
+				       (unsigned long long)dt[r].packets, (unsigned long long)dt[r].bytes);
+			printf("}");
+		} else {
+			printf("null");
+		}
+	} else {
+		printf("\ndrops (filter: %s)\n", fm < 3 ? modes[fm] : "?");
+		if (!have_drops)
+			printf("  no drop table: %s\n", derr);
+		for (int r = 0; have_drops && r < DROP_REASON_MAX; r++)
+			printf("  %-24s %llu packets, %llu bytes\n", bpfl_reason_name(r), (unsigned long long)dt[r].packets,
+			       (unsigned long long)dt[r].bytes);
+	}
 	if (devices) {
 		if (json)
 			printf(",\"devices\":[");

@@ -272,6 +272,7 @@ const char *shm_counter_name(enum shm_stage_id s, unsigned i)
 		"nack_not_authenticated", "nack_malformed", "nack_overloaded", "framing_errors",
 		"ring_full_stalls", "ndjson_lines", "ndjson_errors", "pool_bytes",
 		"udp_datagrams", "udp_stored", "udp_replayed", "udp_dropped", "udp_ring_full", "udp_rxq_overflow",
+		"bans", "banned_accepts", "filter_mode",
 	};
 	static const char *const fc[FC_MAX] = {
 		"records", "bytes", "writes", "syncs", "sync_ns_total", "sync_ns_max", "segments",

@@ -65,6 +65,8 @@ class Pipeline:
             ("wal", "segment_bytes"): "8M",
             ("wal", "commit_bytes"): "1M",
             ("log", "level"): "debug",
+            # tests that want bans say so; the rest must not trip one
+            ("filter", "ban_after"): "100000",
         }
         for k, v in overrides.items():
             sec, key = k.split("__", 1)
@@ -79,12 +81,12 @@ class Pipeline:
     def recoveries(self):
         return self.log.read_text(errors="replace").count("] info: recovered ") if self.log.exists() else 0
 
-    def start(self, **env):
+    def start(self, wrap=(), **env):
         # the shm region (and its ready flag) may survive from a previous
         # start: wait for this start's own recovery
         before = self.recoveries()
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([str(ROOT / "run" / "supervise"), "-c", str(self.ini), "-b", str(BIN)],
+        self.proc = subprocess.Popen([*wrap, str(ROOT / "run" / "supervise"), "-c", str(self.ini), "-b", str(BIN)],
                                      stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True,
                                      env={**os.environ, **env})
         wait_for(lambda: self.recoveries() > before, 20, "flusherd's recovery")
@@ -123,6 +125,7 @@ class Pipeline:
     def close(self):
         self.stop()
         self.check_sanitizers()
+        subprocess.run(["rm", "-rf", f"/sys/fs/bpf/module-ingest/{self.instance}"], check=False)
         try:
             os.unlink(f"/dev/shm/module-ingest.{self.instance}")
         except FileNotFoundError:
@@ -151,6 +154,11 @@ class Pipeline:
 
     def counter(self, stage, name):
         return self.stats()["stages"][stage]["counters"][name]
+
+    def drops(self):
+        """The drop table by reason name (kernel + user space), or None."""
+        d = self.stats()["drops"]
+        return None if d is None else {k: v["packets"] for k, v in d.items()}
 
     def pid(self, stage, check=True):
         try:
