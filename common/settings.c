@@ -13,6 +13,7 @@ const struct cfg_opt settings_opts[] = {
 	{ "instance", "name", CFG_STR, "default", S(instance), 0, 0, "instance name: shm /module-ingest.<name>" },
 	{ "data", "dir", CFG_STR, "./data", S(data_dir), 0, 0, "data directory (wal/, meta, devices, sinks/)" },
 	{ "server", "listen", CFG_STR, "127.0.0.1:7400", S(listen), 0, 0, "TCP address host:port" },
+	{ "server", "user", CFG_STR, "", S(user), 0, 0, "after binding and loading filters, ingestd runs as this user ('' = stay)" },
 	{ "server", "udp_listen", CFG_STR, "", S(udp_listen), 0, 0, "UDP address host:port ('' = same as listen, off = none)" },
 	{ "server", "udp_rcvbuf", CFG_SIZE, "4M", N(udp_rcvbuf), 64 << 10, 1 << 30, "UDP socket receive buffer (SO_RCVBUF)" },
 	{ "server", "workers", CFG_INT, "1", N(workers), 1, 1, "ingestd event loops (one ring each)" },

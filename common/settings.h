@@ -13,6 +13,7 @@ struct settings {
 	char instance[64];        /* names the shm region and bpffs dir */
 	char data_dir[256];
 	char listen[128];         /* host:port */
+	char user[64];            /* drop to this user after binding ("" = stay) */
 	char udp_listen[128];     /* host:port, "" = same as listen, "off" = none */
 	uint64_t udp_rcvbuf;
 	int64_t workers;

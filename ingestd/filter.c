@@ -27,6 +27,7 @@ struct fail_ent {
 	uint64_t banned_until_ms;   /* user-space view, for the accept check */
 	uint32_t count;
 	uint8_t used;
+	uint8_t in_kernel;          /* the listener filter drops its SYNs */
 };
 
 static struct fail_ent fails[FAIL_SLOTS];
@@ -127,11 +128,13 @@ void filter_failure(struct worker *w, const struct in6_addr *a)
 	struct conn tmp = { .peer = { .sin6_family = AF_INET6, .sin6_addr = *a } };
 	conn_peer(&tmp, ip, sizeof(ip));
 	ip[strlen(ip) - 2] = 0;   /* ":0" */
-	if (w->bpf) {
+	e->in_kernel = 0;
+	if (w->bpf && w->tcp_filtered) {
 		/* the kernel's clock: CLOCK_MONOTONIC, as bpf_ktime_get_ns */
 		int r = bpfl_ban(w->bpf, a, clock_mono_ns() + (uint64_t)w->s->ban_ms * 1000000ull);
-		if (r < 0)
-			log_warn("ban %s: %s (closed at accept instead)", ip, strerror(-r));
+		if (r < 0)   /* e.g. EPERM after dropping to [server] user */
+			log_warn("ban %s in the kernel: %s (closed at accept instead)", ip, strerror(-r));
+		e->in_kernel = r == 0;
 	}
 	log_warn("%s banned for %lld ms after %lld failed handshakes or framing errors within %lld ms", ip,
 		 (long long)w->s->ban_ms, (long long)w->s->ban_after, (long long)w->s->ban_window_ms);
@@ -140,7 +143,8 @@ void filter_failure(struct worker *w, const struct in6_addr *a)
 int filter_banned(struct worker *w, const struct in6_addr *a)
 {
 	struct fail_ent *e = lookup(a, 0, w->now_ms, (uint64_t)w->s->ban_window_ms);
-	return e && e->banned_until_ms > w->now_ms;
+	/* a ban the kernel holds is the kernel's to lift (bpftool map delete) */
+	return e && e->banned_until_ms > w->now_ms && !e->in_kernel;
 }
 
 void filter_tick(struct worker *w)

@@ -10,6 +10,8 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <grp.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -134,7 +136,7 @@ static void accept_all(struct worker *w)
 			memcpy(&m.sin6_addr.s6_addr[12], &s4->sin_addr, 4);
 			sa = m;
 		}
-		if (!w->tcp_filtered && filter_banned(w, &sa.sin6_addr)) {
+		if (filter_banned(w, &sa.sin6_addr)) {
 			/* without eBPF the SYN got through: refuse here (with eBPF
 			 * the kernel's ban map decides, so an operator can lift a
 			 * ban by deleting its key) */
@@ -205,9 +207,28 @@ static void idle_scan(struct worker *w)
 	}
 }
 
+/* Sockets are bound, filters loaded and attached, shm mapped: nothing
+ * left needs root.  Supplementary groups first, then gid, then uid. */
+static int drop_privileges(const char *user, char *err, size_t errlen)
+{
+	struct passwd *pw = getpwnam(user);
+	if (!pw) {
+		snprintf(err, errlen, "[server] user = '%s': no such user", user);
+		return -ENOENT;
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		int e = errno;
+		snprintf(err, errlen, "[server] user = '%s': cannot switch to it: %s", user, strerror(e));
+		return -e;
+	}
+	log_info("running as %s (uid %u)", user, (unsigned)pw->pw_uid);
+	return 0;
+}
+
 static int setup(struct worker *w)
 {
 	char err[256];
+	int r;
 	struct rlimit rl;
 	uint64_t want = (uint64_t)w->s->max_connections + 64;
 	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < want) {
@@ -256,7 +277,11 @@ static int setup(struct worker *w)
 	}
 	filter_setup(w);
 	shm_store_relaxed(&w->ctr[IC_FILTER_MODE], (uint64_t)w->filter_mode);
-	int r = ack_start(w);
+	if (w->s->user[0] && (r = drop_privileges(w->s->user, err, sizeof(err))) < 0) {
+		log_error("%s", err);
+		return r;
+	}
+	r = ack_start(w);
 	if (r < 0) {
 		log_error("notifier thread: %s", strerror(-r));
 		return r;

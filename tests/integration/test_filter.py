@@ -130,3 +130,38 @@ def test_restarted_ingestd_keeps_the_drop_counters(pipeline):
     for _ in range(2):
         s.sendto(b"XXgarbage-that-is-long-enough-to-be-a-header-or-more", ("127.0.0.1", pipeline.port))
     wait_for(lambda: pipeline.drops()["bad_magic"] == 7, 10, "7 drops")
+
+
+def test_ingestd_drops_to_the_configured_user_after_loading_the_filters(pipeline_factory):
+    p = pipeline_factory(server__user="nobody", filter__ban_after=2, filter__ban_ms=60000).start()
+    pid = p.pid("ingestd")
+    uid = [l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("Uid:")][0]
+    assert uid == "65534", "ingestd should run as nobody"
+    assert "running as nobody" in p.log.read_text()
+    assert p.stats()["filter_mode"] == "eBPF"
+    assert p.send("as-nobody", 100).returncode == 0
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"XX" + dgram("as-nobody", 1)[2:], ("127.0.0.1", p.port))
+    wait_for(lambda: p.drops()["bad_magic"] == 1, 10, "the kernel drop")
+    # user-space drops still reach the table (plain memory, no bpf() call)
+    s.sendto(dgram("as-nobody", 50, pcrc=7), ("127.0.0.1", p.port))
+    wait_for(lambda: p.drops()["bad_pcrc"] == 1, 10, "the user-space drop")
+    # bans still bite: in the kernel if bpf() is allowed, else at accept
+    for _ in range(2):
+        c = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+        c.sendall(encode_frame(mi_client.HELLO, b"\x00" + bytes(16)))
+        c.settimeout(5)
+        while c.recv(4096):
+            pass
+        c.close()
+    blocked = False
+    c = socket.socket()
+    c.settimeout(0.5)
+    try:
+        c.connect(("127.0.0.1", p.port))
+        c.settimeout(2)
+        blocked = c.recv(1) == b""      # closed at accept
+    except OSError:
+        blocked = True                  # SYN dropped in the kernel
+    c.close()
+    assert blocked
