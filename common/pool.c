@@ -1,6 +1,8 @@
 #include "common/pool.h"
 
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct free_node { struct free_node *next; };
 
@@ -86,6 +88,24 @@ void pool_put(pool_t *p, void *buf, size_t n)
 	p->free[c] = f;
 	p->st.in_use--;
 	p->st.bytes_in_use -= (size_t)1 << (c + POOL_MIN_SHIFT);
+}
+
+int pool_grow(pool_t *p, uint8_t **buf, uint32_t *cap, uint32_t used, uint32_t need)
+{
+	if (need <= *cap)
+		return 0;
+	uint32_t n = *cap ? *cap : 1024;
+	while (n < need)
+		n *= 2;
+	uint8_t *nb = pool_get(p, n);
+	if (!nb)
+		return -ENOMEM;
+	if (used)
+		memcpy(nb, *buf, used);
+	pool_put(p, *buf, *cap);
+	*buf = nb;
+	*cap = n;
+	return 0;
 }
 
 void pool_stats(const pool_t *p, struct pool_stats *ret)

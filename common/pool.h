@@ -29,4 +29,7 @@ void *pool_get(pool_t *p, size_t n);
 /* Return a buffer from pool_get() of the same size request n. NULL is ignored. */
 void pool_put(pool_t *p, void *buf, size_t n);
 void pool_stats(const pool_t *p, struct pool_stats *ret);
+/* Grows *buf (of *cap bytes, used of them in use) to hold need bytes,
+ * doubling from 1 KiB; the contents move along.  0 or -ENOMEM. */
+int pool_grow(pool_t *p, uint8_t **buf, uint32_t *cap, uint32_t used, uint32_t need);
 #endif

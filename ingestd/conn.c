@@ -194,20 +194,9 @@ int conn_send(struct worker *w, struct conn *c, const void *buf, size_t len)
 		conn_close(w, c, "peer does not read its acks (output buffer full)");
 		return -1;
 	}
-	if (c->wlen + rest > c->wcap) {
-		uint32_t cap = c->wcap ? c->wcap : 1024;
-		while (cap < c->wlen + rest)
-			cap *= 2;
-		uint8_t *nb = pool_get(w->pool, cap);
-		if (!nb) {
-			conn_close(w, c, "out of memory for output");
-			return -1;
-		}
-		if (c->wlen)
-			memcpy(nb, c->wbuf, c->wlen);
-		pool_put(w->pool, c->wbuf, c->wcap);
-		c->wbuf = nb;
-		c->wcap = cap;
+	if (pool_grow(w->pool, &c->wbuf, &c->wcap, c->wlen, c->wlen + (uint32_t)rest) < 0) {
+		conn_close(w, c, "out of memory for output");
+		return -1;
 	}
 	memcpy(c->wbuf + c->wlen, (const uint8_t *)buf + off, rest);
 	c->wlen += (uint32_t)rest;

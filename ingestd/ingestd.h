@@ -102,6 +102,10 @@ struct worker {
 };
 
 /* worker.c */
+struct addrinfo;
+/* Resolves "host:port" ("[v6]:port" too) of config key [server] key. */
+int addr_resolve(const char *key, const char *addr, int socktype, struct addrinfo **ret, char *err,
+		 size_t errlen);
 int worker_run(struct worker *w);
 void conn_close(struct worker *w, struct conn *c, const char *why);
 void conn_want_read(struct worker *w, struct conn *c);

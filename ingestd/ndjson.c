@@ -129,20 +129,9 @@ int ndjson_feed(struct worker *w, struct conn *c, const uint8_t *buf, size_t len
 				conn_close(w, c, "NDJSON line over the length limit");
 				return -1;
 			}
-			if (c->line_len + take > c->line_cap) {
-				uint32_t cap = c->line_cap ? c->line_cap : 1024;
-				while (cap < c->line_len + take)
-					cap *= 2;
-				uint8_t *nb = pool_get(w->pool, cap);
-				if (!nb) {
-					conn_close(w, c, "out of memory for an NDJSON line");
-					return -1;
-				}
-				if (c->line_len)
-					memcpy(nb, c->line, c->line_len);
-				pool_put(w->pool, c->line, c->line_cap);
-				c->line = nb;
-				c->line_cap = cap;
+			if (pool_grow(w->pool, &c->line, &c->line_cap, c->line_len, c->line_len + (uint32_t)take) < 0) {
+				conn_close(w, c, "out of memory for an NDJSON line");
+				return -1;
 			}
 			memcpy(c->line + c->line_len, buf, take);
 			c->line_len += (uint32_t)take;

@@ -26,25 +26,10 @@
 
 int udp_open(struct worker *w, const char *addr, char *err, size_t errlen)
 {
-	char host[128];
-	const char *colon = strrchr(addr, ':');
-	if (!colon || colon == addr) {
-		snprintf(err, errlen, "[server] udp_listen = '%s': expected host:port", addr);
-		return -EINVAL;
-	}
-	size_t hl = (size_t)(colon - addr) < sizeof(host) ? (size_t)(colon - addr) : sizeof(host) - 1;
-	memcpy(host, addr, hl);
-	host[hl] = 0;
-	if (host[0] == '[' && hl > 2 && host[hl - 1] == ']') {
-		memmove(host, host + 1, hl - 2);
-		host[hl - 2] = 0;
-	}
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM, .ai_flags = AI_PASSIVE }, *ai;
-	int r = getaddrinfo(host, colon + 1, &hints, &ai);
-	if (r) {
-		snprintf(err, errlen, "[server] udp_listen = '%s': %s", addr, gai_strerror(r));
-		return -EINVAL;
-	}
+	struct addrinfo *ai;
+	int r = addr_resolve("udp_listen", addr, SOCK_DGRAM, &ai, err, errlen);
+	if (r < 0)
+		return r;
 	int fd = socket(ai->ai_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1, buf = (int)w->s->udp_rcvbuf;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||

@@ -27,12 +27,13 @@ extern volatile int ingestd_stop;
 #define TAG_EVENT ((uint64_t)-2)
 #define TAG_UDP ((uint64_t)-3)
 
-static int listen_on(const char *addr, char *err, size_t errlen)
+int addr_resolve(const char *key, const char *addr, int socktype, struct addrinfo **ret, char *err,
+		 size_t errlen)
 {
 	char host[128];
 	const char *colon = strrchr(addr, ':');
 	if (!colon || colon == addr) {
-		snprintf(err, errlen, "[server] listen = '%s': expected host:port", addr);
+		snprintf(err, errlen, "[server] %s = '%s': expected host:port", key, addr);
 		return -EINVAL;
 	}
 	size_t hl = (size_t)(colon - addr);
@@ -44,12 +45,21 @@ static int listen_on(const char *addr, char *err, size_t errlen)
 		memmove(host, host + 1, hl - 2);
 		host[hl - 2] = 0;
 	}
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE }, *ai;
-	int r = getaddrinfo(host, colon + 1, &hints, &ai);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = socktype, .ai_flags = AI_PASSIVE };
+	int r = getaddrinfo(host, colon + 1, &hints, ret);
 	if (r) {
-		snprintf(err, errlen, "[server] listen = '%s': %s", addr, gai_strerror(r));
+		snprintf(err, errlen, "[server] %s = '%s': %s", key, addr, gai_strerror(r));
 		return -EINVAL;
 	}
+	return 0;
+}
+
+static int listen_on(const char *addr, char *err, size_t errlen)
+{
+	struct addrinfo *ai;
+	int r = addr_resolve("listen", addr, SOCK_STREAM, &ai, err, errlen);
+	if (r < 0)
+		return r;
 	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int one = 1;
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
@@ -65,6 +75,16 @@ static int listen_on(const char *addr, char *err, size_t errlen)
 	return fd;
 }
 
+static void reap(struct worker *w, struct conn *c)
+{
+	w->conns[c->fd] = NULL;
+	close(c->fd);
+	mi_dec_reset(&c->dec);
+	pool_put(w->pool, c->wbuf, c->wcap);
+	pool_put(w->pool, c->line, c->line_cap);
+	free(c);
+}
+
 void conn_close(struct worker *w, struct conn *c, const char *why)
 {
 	if (c->state == CS_CLOSING)
@@ -77,28 +97,12 @@ void conn_close(struct worker *w, struct conn *c, const char *why)
 	ack_untrack(w, c);
 	session_end(w, c);
 	/* still on the ready list: freed when the list is walked */
-	if (!c->in_ready_list) {
-		w->conns[c->fd] = NULL;
-		close(c->fd);
-		mi_dec_reset(&c->dec);
-		pool_put(w->pool, c->wbuf, c->wcap);
-		pool_put(w->pool, c->line, c->line_cap);
-		free(c);
-	} else {
+	if (!c->in_ready_list)
+		reap(w, c);
+	else
 		epoll_ctl(w->ep, EPOLL_CTL_DEL, c->fd, NULL);
-	}
 	w->nconns--;
 	shm_store_relaxed(&w->ctr[IC_CONN_OPEN], w->nconns);
-}
-
-static void reap(struct worker *w, struct conn *c)
-{
-	w->conns[c->fd] = NULL;
-	close(c->fd);
-	mi_dec_reset(&c->dec);
-	pool_put(w->pool, c->wbuf, c->wcap);
-	pool_put(w->pool, c->line, c->line_cap);
-	free(c);
 }
 
 static void accept_all(struct worker *w)
