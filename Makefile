@@ -50,7 +50,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB     := $(BUILD)/libmi.a
 
 # binary name -> sources (besides libmi.a)
-BINS := ingestd flusherd sinkd ingest-stats mi-send mi-load mi-fsync-probe mi-udp-flood
+BINS := ingestd flusherd sinkd ingest-stats mi-send mi-load mi-fsync-probe mi-udp-flood mi-keys
 SRC_ingestd      := $(sort $(wildcard ingestd/*.c))
 SRC_flusherd     := $(sort $(wildcard flusherd/*.c))
 SRC_sinkd        := $(sort $(wildcard sinkd/*.c))
@@ -59,6 +59,7 @@ SRC_mi-send      := client/mi_send.c
 SRC_mi-load      := bench/mi_load.c
 SRC_mi-fsync-probe := bench/fsync_probe.c
 SRC_mi-udp-flood := bench/udp_flood.c
+SRC_mi-keys      := run/mi_keys.c
 
 # the daemons' modules (not their main) are unit-tested too
 TESTLIB_SRC := $(filter-out %/main.c,$(sort $(wildcard flusherd/*.c sinkd/*.c)))
