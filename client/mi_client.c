@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +38,7 @@ struct ent {
 	uint32_t nacked;
 };
 
-enum { ST_DOWN, ST_HELLO, ST_UP };
+enum { ST_DOWN, ST_HELLO, ST_AUTH, ST_UP };   /* ST_AUTH: keys mode, AUTH sent */
 
 #define MIC_IOV 64
 #define CTRL_CAP 128
@@ -68,6 +69,14 @@ struct mic {
 	/* PONG (and BYE) wait here; written only at a frame boundary */
 	uint8_t ctrl[CTRL_CAP];
 	uint32_t ctrl_len, ctrl_off;
+
+	/* keys mode */
+	int has_key, has_fpr;
+	uint8_t key[32], fpr[MI_FPR_LEN];
+	uint8_t cnonce[MI_NONCE_LEN], snonce[MI_NONCE_LEN];
+	uint8_t sess_key[32];   /* for per-frame MACs (a later increment) */
+	uint8_t auth_fr[MI_HDR_LEN + MI_PROOF_LEN];
+	int auth_out;           /* auth_fr waits to be written */
 
 	pool_t *pool;
 	struct mi_decoder dec;
@@ -128,7 +137,7 @@ const char *mic_strerror(int err)
 	switch (-err) {
 	case MIC_ENACK: return "frame refused by the server (NACK)";
 	case MIC_EAUTH: return "handshake refused by the server";
-	case MIC_EKEYS: return "server requires keys-mode authentication (not supported)";
+	case MIC_EKEYS: return "server requires keys-mode authentication: give the device key";
 	case MIC_EPROTO: return "protocol violation by the server";
 	case MIC_ECLOSED: return "connection closed by the server";
 	case MIC_EBUSY: return "server overloaded";
@@ -172,6 +181,19 @@ int mic_new(const struct mic_opts *opts, mic_t **ret)
 	if (o->backoff_min_ms <= 0) o->backoff_min_ms = 20;
 	if (o->backoff_max_ms <= 0) o->backoff_max_ms = 1000;
 	if (o->backoff_max_ms < o->backoff_min_ms) o->backoff_max_ms = o->backoff_min_ms;
+	if (o->key) {
+		if (sodium_init() < 0) {
+			free(c);
+			return -EIO;
+		}
+		memcpy(c->key, o->key, sizeof(c->key));
+		c->has_key = 1;
+	}
+	if (o->fingerprint) {
+		memcpy(c->fpr, o->fingerprint, sizeof(c->fpr));
+		c->has_fpr = 1;
+	}
+	o->key = o->fingerprint = NULL;   /* the copies are used */
 	snprintf(c->host, sizeof(c->host), "%s", host);
 	c->dev_len = strlen(dev);
 	memcpy(c->device, dev, c->dev_len + 1);
@@ -250,6 +272,8 @@ void mic_close(mic_t *c)
 	pool_free(c->pool);
 	free(c->ent);
 	free(c->buf);
+	sodium_memzero(c->key, sizeof(c->key));
+	sodium_memzero(c->sess_key, sizeof(c->sess_key));
 	free(c);
 }
 
@@ -410,6 +434,24 @@ static int out_write(mic_t *c)
 
 /* ---- input ---- */
 
+/* keyed BLAKE2b-256 (device key) over label || server nonce || client nonce
+ * [|| device id || fingerprint] */
+static void keyed_hash(const mic_t *c, uint8_t out[32], const char *label, int with_id)
+{
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, c->key, sizeof(c->key), 32);
+	crypto_generichash_update(&st, (const uint8_t *)label, strlen(label));
+	crypto_generichash_update(&st, c->snonce, MI_NONCE_LEN);
+	crypto_generichash_update(&st, c->cnonce, MI_NONCE_LEN);
+	if (with_id) {
+		crypto_generichash_update(&st, (const uint8_t *)c->device, c->dev_len);
+		if (c->has_fpr)
+			crypto_generichash_update(&st, c->fpr, MI_FPR_LEN);
+	}
+	crypto_generichash_final(&st, out, 32);
+	sodium_memzero(&st, sizeof(st));
+}
+
 static int on_nack(mic_t *c, const struct mi_frame *f)
 {
 	unsigned code = f->h.len >= 2 ? mi_get16(f->payload) : 0;
@@ -426,7 +468,7 @@ static int on_nack(mic_t *c, const struct mi_frame *f)
 	c->st.last_nack_code = code;
 	c->st.last_nack_seq = f->h.seq;
 
-	if (c->state == ST_HELLO) {
+	if (c->state == ST_HELLO || c->state == ST_AUTH) {
 		if (code == MI_NACK_OVERLOADED)
 			return seterr(c, -MIC_EBUSY, "HELLO refused: %s (%s)", mi_nack_name(code), reason);
 		return seterr(c, -MIC_EAUTH, "HELLO refused: NACK %u %s (%s)", code,
@@ -471,10 +513,26 @@ static int on_frame(mic_t *c, const struct mi_frame *f)
 			      mi_type_name(f->h.type));
 	switch (f->h.type) {
 	case MI_WELCOME:
-		if (c->state != ST_HELLO)
+		if (c->state != ST_HELLO && c->state != ST_AUTH)
 			break;
 		if (f->h.len < 4)
 			return seterr(c, -MIC_EPROTO, "WELCOME payload of %u bytes (want >= 4)", f->h.len);
+		if (c->has_key) {
+			uint8_t want[MI_PROOF_LEN];
+			if (c->state != ST_AUTH)
+				return seterr(c, -MIC_EAUTH, "server sent WELCOME without CHALLENGE: it does "
+					      "not prove it holds the device key (server in open mode?)");
+			if (f->h.len < 4 + MI_PROOF_LEN)
+				return seterr(c, -MIC_EPROTO, "WELCOME payload of %u bytes (want %u)", f->h.len,
+					      4 + MI_PROOF_LEN);
+			keyed_hash(c, want, "MI1-srv", 1);
+			int ok = sodium_memcmp(want, f->payload + 4, MI_PROOF_LEN) == 0;
+			sodium_memzero(want, sizeof(want));
+			if (!ok)
+				return seterr(c, -MIC_EAUTH, "WELCOME carries a wrong server proof: the server "
+					      "does not hold the device key");
+			keyed_hash(c, c->sess_key, "MI1-sess", 0);
+		}
 		c->max_frame = mi_get32(f->payload);
 		c->st.welcome_seq = f->h.seq;
 		c->state = ST_UP;
@@ -482,8 +540,22 @@ static int on_frame(mic_t *c, const struct mi_frame *f)
 	case MI_CHALLENGE:
 		if (c->state != ST_HELLO)
 			break;
-		/* keys mode seam: answer with AUTH (proof over the nonces) here */
-		return seterr(c, -MIC_EKEYS, "server answered HELLO with CHALLENGE: keys mode not supported");
+		if (!c->has_key)
+			return seterr(c, -MIC_EKEYS, "server answered HELLO with CHALLENGE (keys mode): "
+				      "no device key given");
+		if (f->h.len != MI_NONCE_LEN)
+			return seterr(c, -MIC_EPROTO, "CHALLENGE payload of %u bytes (want %u)", f->h.len,
+				      MI_NONCE_LEN);
+		memcpy(c->snonce, f->payload, MI_NONCE_LEN);
+		{
+			uint8_t proof[MI_PROOF_LEN];
+			keyed_hash(c, proof, "MI1-auth", 1);
+			mi_frame_build(c->auth_fr, sizeof(c->auth_fr), MI_AUTH, 0, 0, 0, 0, proof, MI_PROOF_LEN);
+			sodium_memzero(proof, sizeof(proof));
+		}
+		c->auth_out = 1;
+		c->state = ST_AUTH;
+		return 0;
 	case MI_ACK: {
 		if (c->state != ST_UP)
 			break;
@@ -627,17 +699,9 @@ static int tcp_connect(mic_t *c, uint64_t deadline)
 	return err;
 }
 
-static int send_hello(mic_t *c, uint64_t deadline)
+/* Writes a handshake frame whole before the deadline. */
+static int send_all(mic_t *c, const uint8_t *fr, size_t n, uint64_t deadline, const char *what)
 {
-	uint8_t pl[1 + MI_DEVID_MAX + MI_NONCE_LEN];
-	uint8_t fr[MI_HDR_LEN + sizeof(pl)];
-	pl[0] = (uint8_t)c->dev_len;
-	memcpy(pl + 1, c->device, c->dev_len);
-	/* the nonce only matters for keys mode, but open mode must send one too */
-	if (getrandom(pl + 1 + c->dev_len, MI_NONCE_LEN, 0) != MI_NONCE_LEN)
-		return seterr(c, -EIO, "getrandom: %s", strerror(errno));
-	size_t n = mi_frame_build(fr, sizeof(fr), MI_HELLO, 0, 0, 0, 0, pl,
-				  (uint32_t)(1 + c->dev_len + MI_NONCE_LEN));
 	size_t off = 0;
 	while (off < n) {
 		ssize_t w = send(c->fd, fr + off, n - off, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -646,14 +710,33 @@ static int send_hello(mic_t *c, uint64_t deadline)
 			continue;
 		}
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-			return seterr(c, -errno, "write HELLO: %s", strerror(errno));
+			return seterr(c, -errno, "write %s: %s", what, strerror(errno));
 		uint64_t now = now_ns();
 		if (now >= deadline)
-			return seterr(c, -ETIMEDOUT, "write HELLO: timed out");
+			return seterr(c, -ETIMEDOUT, "write %s: timed out", what);
 		struct pollfd p = { .fd = c->fd, .events = POLLOUT };
 		poll(&p, 1, ms_until(deadline, now));
 	}
 	return 0;
+}
+
+static int send_hello(mic_t *c, uint64_t deadline)
+{
+	uint8_t pl[1 + MI_DEVID_MAX + MI_NONCE_LEN + MI_FPR_LEN];
+	uint8_t fr[MI_HDR_LEN + sizeof(pl)];
+	pl[0] = (uint8_t)c->dev_len;
+	memcpy(pl + 1, c->device, c->dev_len);
+	/* the nonce only matters for keys mode, but open mode must send one too */
+	if (getrandom(c->cnonce, MI_NONCE_LEN, 0) != MI_NONCE_LEN)
+		return seterr(c, -EIO, "getrandom: %s", strerror(errno));
+	memcpy(pl + 1 + c->dev_len, c->cnonce, MI_NONCE_LEN);
+	uint32_t len = (uint32_t)(1 + c->dev_len + MI_NONCE_LEN);
+	if (c->has_fpr) {
+		memcpy(pl + len, c->fpr, MI_FPR_LEN);
+		len += MI_FPR_LEN;
+	}
+	size_t n = mi_frame_build(fr, sizeof(fr), MI_HELLO, c->has_fpr ? MI_F_FPR : 0, 0, 0, 0, pl, len);
+	return send_all(c, fr, n, deadline, "HELLO");
 }
 
 /* One attempt: TCP connect, HELLO, WELCOME, window rewind. */
@@ -671,7 +754,8 @@ static int connect_once(mic_t *c, uint64_t deadline)
 	if (r < 0)
 		goto fail;
 	c->rx_mark_ns = now_ns();
-	while (c->state == ST_HELLO) {
+	c->auth_out = 0;
+	while (c->state == ST_HELLO || c->state == ST_AUTH) {
 		uint64_t now = now_ns();
 		if (now >= deadline) {
 			r = seterr(c, -ETIMEDOUT, "no WELCOME within %d ms", c->o.connect_timeout_ms);
@@ -680,6 +764,12 @@ static int connect_once(mic_t *c, uint64_t deadline)
 		struct pollfd p = { .fd = c->fd, .events = POLLIN };
 		if (poll(&p, 1, ms_until(deadline, now)) > 0) {
 			r = in_read(c);
+			if (r < 0)
+				goto fail;
+		}
+		if (c->auth_out) {
+			c->auth_out = 0;
+			r = send_all(c, c->auth_fr, sizeof(c->auth_fr), deadline, "AUTH");
 			if (r < 0)
 				goto fail;
 		}

@@ -15,8 +15,13 @@
  *
  * Errors: 0 or a negative errno, or -MIC_E* below; mic_last_error() then
  * names what failed (peer host:port, device, NACK reason).  Not thread-safe:
- * one thread per mic_t.  Only auth.mode = open is spoken today; a server that
- * answers HELLO with CHALLENGE (keys mode) gets -MIC_EKEYS.
+ * one thread per mic_t.
+ *
+ * Keys mode (server [auth] mode = keys): set opts.key to the device's 32-byte
+ * key (and opts.fingerprint when the registry holds one).  The handshake is
+ * then HELLO -> CHALLENGE -> AUTH (proof) -> WELCOME, and the server's proof
+ * in WELCOME is verified: a wrong one, or a WELCOME without CHALLENGE, is
+ * -MIC_EAUTH.  Without a key, a server that answers CHALLENGE gets -MIC_EKEYS.
  */
 #ifndef MI_CLIENT_H
 #define MI_CLIENT_H
@@ -26,7 +31,7 @@
 enum mic_err {
 	MIC_ENACK = 2000, /* frame(s) refused by the server since the last flush */
 	MIC_EAUTH,        /* handshake refused with a NACK (final) */
-	MIC_EKEYS,        /* server wants keys-mode authentication (not supported yet) */
+	MIC_EKEYS,        /* server wants keys-mode authentication and no key was given */
 	MIC_EPROTO,       /* server broke the protocol (bad framing, unexpected frame) */
 	MIC_ECLOSED,      /* server closed the connection (EOF or BYE) */
 	MIC_EBUSY,        /* server answered HELLO with NACK overloaded */
@@ -53,6 +58,8 @@ struct mic_opts {
 	int retry_attempts;     /* connection attempts per outage; 0: unlimited */
 	int backoff_min_ms;     /* 0: 20 */
 	int backoff_max_ms;     /* 0: 1000 */
+	const uint8_t *key;         /* 32 bytes: keys mode (copied by mic_new); NULL: open */
+	const uint8_t *fingerprint; /* 32 bytes sent in HELLO (flags bit 0); NULL: none */
 	/* Called once per NACKed DATA frame (reason is NUL-terminated). */
 	void (*on_nack)(void *arg, uint64_t seq, unsigned code, const char *reason);
 	void *on_nack_arg;

@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,7 @@ enum {
 static const char usage[] =
 	"usage: mi-send [-h HOST] [-p PORT] -d DEVICE [-t TOPIC] [--count N --size BYTES]\n"
 	"               [--window N] [--start-seq S] [--timeout SEC] [--quiet]\n"
+	"               [--key BASE64 | --key-file FILE] [--fingerprint HEX]\n"
 	"\n"
 	"Sends DATA frames as device DEVICE to HOST:PORT (default 127.0.0.1:7400)\n"
 	"and waits until every one is acknowledged.\n"
@@ -39,6 +41,10 @@ static const char usage[] =
 	"      --window N      frames in flight before waiting for ACKs (default 4096)\n"
 	"      --start-seq S   lowest first seq (default: server's last seq + 1)\n"
 	"      --timeout SEC   give up after SEC seconds without an ACK (default 60)\n"
+	"      --key BASE64   the device key (keys mode): 32 bytes in base64, as\n"
+	"                      mi-keys add/rotate prints it; visible in ps, so prefer:\n"
+	"      --key-file FILE the same, from the first line of FILE\n"
+	"      --fingerprint HEX  32-byte hardware fingerprint sent in HELLO (64 hex)\n"
 	"  -q, --quiet         no summary line\n"
 	"      --help          this text\n"
 	"\n"
@@ -187,6 +193,52 @@ out:
 	return ex;
 }
 
+/* base64 (ORIGINAL variant, with padding; surrounding blanks ignored) of a
+ * 32-byte key.  Returns 0 or -1 with the message printed. */
+static int parse_key(const char *b64, const char *from, uint8_t key[32])
+{
+	size_t n = strlen(b64), bin_len = 0;
+	while (n && (b64[n - 1] == '\n' || b64[n - 1] == '\r' || b64[n - 1] == ' ' || b64[n - 1] == '\t'))
+		n--;
+	while (n && (*b64 == ' ' || *b64 == '\t')) {
+		b64++;
+		n--;
+	}
+	if (sodium_base642bin(key, 32, b64, n, NULL, &bin_len, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    bin_len != 32) {
+		fprintf(stderr, "mi-send: %s: not a 32-byte key in base64 (44 characters, as mi-keys prints)\n", from);
+		return -1;
+	}
+	return 0;
+}
+
+static int read_key_file(const char *path, uint8_t key[32])
+{
+	char line[256];
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(stderr, "mi-send: --key-file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	int ok = fgets(line, sizeof(line), f) != NULL;
+	fclose(f);
+	char from[300];
+	snprintf(from, sizeof(from), "--key-file %s", path);
+	int r = ok ? parse_key(line, from, key) : (fprintf(stderr, "mi-send: %s: empty\n", from), -1);
+	sodium_memzero(line, sizeof(line));
+	return r;
+}
+
+static int parse_fpr(const char *hex, uint8_t fpr[32])
+{
+	size_t bin_len = 0;
+	if (strlen(hex) != 64 || sodium_hex2bin(fpr, 32, hex, 64, NULL, &bin_len, NULL) != 0 || bin_len != 32) {
+		fprintf(stderr, "mi-send: --fingerprint: want 64 hex digits\n");
+		return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -200,12 +252,16 @@ int main(int argc, char **argv)
 		{ "start-seq", required_argument, 0, 'S' },
 		{ "timeout", required_argument, 0, 'T' },
 		{ "quiet", no_argument, 0, 'q' },
+		{ "key", required_argument, 0, 'K' },
+		{ "key-file", required_argument, 0, 'F' },
+		{ "fingerprint", required_argument, 0, 'P' },
 		{ "help", no_argument, 0, 'H' },
 		{ 0, 0, 0, 0 },
 	};
 	struct mic_opts o = { .host = "127.0.0.1", .port = 7400 };
 	uint64_t v, count = 0, size = 100, timeout = 60;
 	int have_count = 0, opt;
+	static uint8_t key[32], fpr[32];
 	while ((opt = getopt_long(argc, argv, "h:p:d:t:q", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h': o.host = optarg; break;
@@ -243,6 +299,21 @@ int main(int argc, char **argv)
 				return EX_USAGE;
 			break;
 		case 'q': quiet = 1; break;
+		case 'K':
+			if (parse_key(optarg, "--key", key) < 0)
+				return EX_USAGE;
+			o.key = key;
+			break;
+		case 'F':
+			if (read_key_file(optarg, key) < 0)
+				return EX_USAGE;
+			o.key = key;
+			break;
+		case 'P':
+			if (parse_fpr(optarg, fpr) < 0)
+				return EX_USAGE;
+			o.fingerprint = fpr;
+			break;
 		case 'H': fputs(usage, stdout); return EX_ACKED;
 		default:
 			fputs("mi-send: see --help\n", stderr);
@@ -268,6 +339,7 @@ int main(int argc, char **argv)
 
 	mic_t *c;
 	int r = mic_new(&o, &c);
+	sodium_memzero(key, sizeof(key));   /* mic_new keeps its own copy */
 	if (r < 0) {
 		fprintf(stderr, "mi-send: device '%s': %s\n", o.device,
 			r == -EINVAL ? "invalid device id (1..64 of [A-Za-z0-9._:-])" : mic_strerror(r));

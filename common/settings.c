@@ -20,7 +20,8 @@ const struct cfg_opt settings_opts[] = {
 	{ "server", "max_connections", CFG_INT, "10000", N(max_connections), 1, 1000000, "connections beyond are refused" },
 	{ "server", "idle_timeout_ms", CFG_INT, "120000", N(idle_timeout_ms), 0, 86400000, "close silent connections (0: never)" },
 	{ "server", "max_frame", CFG_SIZE, "64K", N(max_frame), 256, 16 << 20, "largest DATA payload accepted" },
-	{ "auth", "mode", CFG_STR, "open", S(auth_mode), 0, 0, "open: any device id may send" },
+	{ "auth", "mode", CFG_STR, "open", S(auth_mode), 0, 0, "open: any device id may send; keys: only devices of keys_file, with proof" },
+	{ "auth", "keys_file", CFG_STR, "./keys", S(keys_file), 0, 0, "device registry for keys mode (mi-keys; mode 0600)" },
 	{ "auth", "ndjson", CFG_BOOL, "false", N(ndjson), 0, 0, "accept the NDJSON line format (first byte '{')" },
 	{ "shm", "ring_bytes", CFG_SIZE, "64M", N(ring_bytes), 1 << 20, 1ll << 32, "ring per ingestd worker (power of two)" },
 	{ "shm", "devices", CFG_INT, "65536", N(devices), 16, 1 << 24, "device table slots (power of two)" },
@@ -60,8 +61,8 @@ int settings_load(const char *path, struct settings *ret, cfg_t **ret_cfg, int c
 	if (check && (r = cfg_check_unused(c, skip, err)) < 0)
 		goto fail;
 	r = -EINVAL;
-	if (strcmp(s.auth_mode, "open")) {
-		snprintf(err, CFG_ERR_LEN, "[auth] mode = '%s': only 'open' is supported by this build", s.auth_mode);
+	if (strcmp(s.auth_mode, "open") && strcmp(s.auth_mode, "keys")) {
+		snprintf(err, CFG_ERR_LEN, "[auth] mode = '%s': use open or keys", s.auth_mode);
 		goto fail;
 	}
 	if (!pow2(s.ring_bytes)) {

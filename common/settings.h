@@ -20,7 +20,8 @@ struct settings {
 	int64_t max_connections;
 	int64_t idle_timeout_ms;
 	uint64_t max_frame;
-	char auth_mode[16];       /* "open" (keys: a later issue) */
+	char auth_mode[16];       /* "open" or "keys" */
+	char keys_file[256];      /* device registry, read by ingestd in keys mode */
 	int ndjson;
 	uint64_t ring_bytes;
 	int64_t devices;

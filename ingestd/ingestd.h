@@ -39,7 +39,8 @@ enum filter_mode { FILTER_MODE_USER, FILTER_MODE_CLASSIC, FILTER_MODE_EBPF };
 enum conn_state {
 	CS_NEW,          /* nothing received yet: binary or NDJSON decided by the first byte */
 	CS_AWAIT_HELLO,  /* binary, no session */
-	CS_SESSION,      /* HELLO done: DATA accepted */
+	CS_AWAIT_AUTH,   /* keys mode: CHALLENGE sent, c->hs holds the handshake */
+	CS_SESSION,      /* HELLO (open) or AUTH (keys) done: DATA accepted */
 	CS_NDJSON,
 	CS_CLOSING,
 };
@@ -51,7 +52,9 @@ struct conn {
 	uint8_t in_ready_list;    /* unread input left (budget or ring space) */
 	uint8_t eof;
 	uint8_t ack_again;        /* a retry of an acked seq: repeat the ACK */
+	uint8_t keyed;            /* keys mode session: sess_key is set */
 	int32_t slot;             /* device-table slot, -1 before HELLO */
+	struct handshake *hs;     /* keys mode, between HELLO and AUTH only */
 	uint64_t hi_seq;          /* highest DATA seq received on this connection */
 	uint64_t acked_seq;       /* highest seq ACKed */
 	uint64_t last_active_ms;
@@ -64,10 +67,24 @@ struct conn {
 	uint32_t ndjson_lineno;
 	struct sockaddr_in6 peer;
 	struct mi_decoder dec;
+	uint8_t sess_key[32];     /* keys mode: for per-frame MACs (a later increment) */
+};
+
+/* Keys mode: what AUTH is checked against, held only between HELLO and
+ * AUTH (heap, wiped and freed when the handshake ends either way). */
+struct handshake {
+	uint8_t snonce[MI_NONCE_LEN];
+	uint8_t cnonce[MI_NONCE_LEN];
+	uint8_t fpr[MI_FPR_LEN];
+	uint8_t has_fpr;
+	uint8_t id_len;
+	char id[MI_DEVID_MAX + 1];
 };
 
 struct worker {
 	const struct settings *s;
+	const struct keys *keys;  /* device registry, keys mode only (else NULL) */
+	int keys_mode;
 	struct shm_ctl *ctl;
 	uint64_t *ctr;
 	struct ring_prod ring;
@@ -126,6 +143,7 @@ int session_nack(struct worker *w, struct conn *c, uint64_t seq, enum mi_nack co
 /* Stores one record for a device.  Returns 0 or -ENOBUFS (ring full). */
 int session_store(struct worker *w, int32_t slot, uint16_t topic, uint64_t seq, uint64_t ts_ns,
 		  const void *payload, uint32_t len, uint32_t pcrc);
+/* Ends the session and wipes the connection's handshake state and keys. */
 void session_end(struct worker *w, struct conn *c);
 
 /* ack.c */

@@ -8,7 +8,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "common/fault.h"
+#include "common/keys.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "ingestd/ingestd.h"
@@ -94,6 +97,18 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	cfg_close(cfg);
+	keys_t *keys = NULL;
+	if (!strcmp(s.auth_mode, "keys")) {
+		char kerr[512];
+		if (sodium_init() < 0) {
+			fprintf(stderr, "ingestd: libsodium cannot initialise\n");
+			return 2;
+		}
+		if (keys_load(s.keys_file, &keys, kerr, sizeof(kerr)) < 0) {
+			fprintf(stderr, "ingestd: [auth] keys_file: %s\n", kerr);
+			return 2;
+		}
+	}
 	int r = log_open("ingestd", s.log_file, (enum log_level)log_level_parse(s.log_level));
 	if (r < 0) {
 		fprintf(stderr, "ingestd: log file %s: %s\n", s.log_file, strerror(-r));
@@ -123,6 +138,7 @@ int main(int argc, char **argv)
 	}
 	if (ingestd_stop) {
 		shm_close_region(&reg);
+		keys_free(keys);
 		return 0;
 	}
 	shm_stage_start(ctl, STAGE_INGESTD);
@@ -130,11 +146,16 @@ int main(int argc, char **argv)
 	struct worker w;
 	memset(&w, 0, sizeof(w));
 	w.s = &s;
+	w.keys = keys;
+	w.keys_mode = keys != NULL;
+	if (keys)
+		log_info("auth mode keys: %zu devices in %s", keys_count(keys), s.keys_file);
 	w.ctl = ctl;
 	w.ctr = shm_ctr(ctl, STAGE_INGESTD);
 	w.ring_id = 0;
 	r = worker_run(&w);
 	shm_stage_stop(ctl, STAGE_INGESTD);
 	shm_close_region(&reg);
+	keys_free(keys);
 	return r;
 }

@@ -12,11 +12,19 @@ Typical use::
         last = c.hello()                       # WELCOME seq: last durable seq
         acked, nacks = c.send_and_wait_acks([(last + 1, b"x"), (last + 2, b"y")])
 
+Keys mode (``[auth] mode = keys``): give the device's 32-byte key (and its
+fingerprint if the registry holds one); hello() then answers the CHALLENGE
+with AUTH and checks the server's proof in WELCOME::
+
+    Client("127.0.0.1", 7400, "dev-1", key=base64.b64decode(line)).hello()
+
 encode_frame() takes overrides (magic, version, length, pcrc, hcrc) so tests
 can build malformed frames; Client.send_raw() writes arbitrary bytes.
 """
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import select
 import socket
@@ -51,6 +59,10 @@ class ProtocolError(Exception):
 
 class ConnectionClosed(Exception):
     """The peer closed the connection."""
+
+
+class AuthError(Exception):
+    """The server's proof in WELCOME is wrong: it does not hold the device key."""
 
 
 class NackError(Exception):
@@ -144,6 +156,22 @@ def parse_welcome(payload: bytes) -> tuple[int, bytes]:
     return struct.unpack_from("<I", payload)[0], payload[4:36]
 
 
+def keyed_hash(key: bytes, *parts: bytes) -> bytes:
+    """Keyed BLAKE2b-256 of the concatenated parts (libsodium crypto_generichash)."""
+    return hashlib.blake2b(b"".join(parts), key=key, digest_size=32).digest()
+
+
+def auth_proof(key: bytes, label: bytes, server_nonce: bytes, client_nonce: bytes,
+               device: str | bytes, fingerprint: bytes | None = None) -> bytes:
+    """label (b"MI1-auth" or b"MI1-srv") || nonces || device id || fingerprint."""
+    dev = device.encode() if isinstance(device, str) else bytes(device)
+    return keyed_hash(key, label, server_nonce, client_nonce, dev, fingerprint or b"")
+
+
+def session_key(key: bytes, server_nonce: bytes, client_nonce: bytes) -> bytes:
+    return keyed_hash(key, b"MI1-sess", server_nonce, client_nonce)
+
+
 def gen_payload(device: str, seq: int, size: int) -> bytes:
     """Payload mi-send --count gives seq: "DEVICE:SEQ;" repeated, cut to size."""
     unit = f"{device}:{seq};".encode()
@@ -152,8 +180,17 @@ def gen_payload(device: str, seq: int, size: int) -> bytes:
 
 class Client:
     def __init__(self, host: str = "127.0.0.1", port: int = 7400, device: str = "py-dev",
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, key: bytes | None = None,
+                 fingerprint: bytes | None = None):
         self.host, self.port, self.device, self.timeout = host, port, device, timeout
+        if key is not None and len(key) != 32:
+            raise ValueError("key must be 32 bytes")
+        if fingerprint is not None and len(fingerprint) != 32:
+            raise ValueError("fingerprint must be 32 bytes")
+        self.key, self.fingerprint = key, fingerprint
+        self.session_key: bytes | None = None
+        self.server_nonce: bytes | None = None
+        self.auth_frame: bytes | None = None   # the AUTH bytes last sent (replay tests)
         self.sock: socket.socket | None = None
         self.dec = Decoder()
         self.pending: list[Frame] = []
@@ -185,10 +222,14 @@ class Client:
     def hello(self, nonce: bytes | None = None, fingerprint: bytes | None = None,
               timeout: float | None = None) -> int:
         """HELLO then WELCOME; returns the device's last durable seq.
-        Raises NackError if refused, ProtocolError on another answer
-        (e.g. CHALLENGE: keys mode is not spoken here)."""
+        With a key (keys mode) answers the CHALLENGE with AUTH and verifies
+        the server proof in WELCOME (AuthError if wrong).  Raises NackError
+        if refused, ProtocolError on another answer (e.g. CHALLENGE without
+        a key)."""
         if self.sock is None:
             self.connect()
+        fingerprint = self.fingerprint if fingerprint is None else fingerprint
+        nonce = os.urandom(16) if nonce is None else nonce
         flags = F_FPR if fingerprint else 0
         self.send_raw(encode_frame(HELLO, hello_payload(self.device, nonce, fingerprint),
                                    flags=flags))
@@ -197,9 +238,34 @@ class Client:
             raise TimeoutError(f"{self!r}: no answer to HELLO")
         if f.type == NACK:
             raise NackError(f)
+        srv_nonce = None
+        if f.type == CHALLENGE:
+            if self.key is None:
+                raise ProtocolError(f"{self!r}: server wants keys mode (CHALLENGE) but no key given")
+            if len(f.payload) != 16:
+                raise ProtocolError(f"{self!r}: CHALLENGE payload of {len(f.payload)} bytes")
+            srv_nonce = self.server_nonce = f.payload
+            proof = auth_proof(self.key, b"MI1-auth", srv_nonce, nonce, self.device, fingerprint)
+            self.auth_frame = encode_frame(AUTH, proof)
+            self.send_raw(self.auth_frame)
+            f = self.read_frame(timeout)
+            if f is None:
+                raise TimeoutError(f"{self!r}: no answer to AUTH")
+            if f.type == NACK:
+                raise NackError(f)
         if f.type != WELCOME:
             raise ProtocolError(f"{self!r}: HELLO answered with {f.type_name}")
-        self.max_frame, _ = parse_welcome(f.payload)
+        if self.key is not None and srv_nonce is None:
+            self.close()
+            raise AuthError(f"{self!r}: WELCOME without CHALLENGE: the server does not prove "
+                            "it holds the device key (server in open mode?)")
+        self.max_frame, srv_proof = parse_welcome(f.payload)
+        if srv_nonce is not None:
+            want = auth_proof(self.key, b"MI1-srv", srv_nonce, nonce, self.device, fingerprint)
+            if not hmac.compare_digest(want, srv_proof):
+                self.close()
+                raise AuthError(f"{self!r}: WELCOME carries a wrong server proof")
+            self.session_key = session_key(self.key, srv_nonce, nonce)
         self.welcome_seq = f.seq
         return f.seq
 

@@ -534,7 +534,7 @@ static void test_settings_validation_errors(void **state)
 		{ "[shm]\nring_bytes = 3M\n", "ring_bytes", "power of two" },
 		{ "[shm]\nring_bytes = 1536K\n", "ring_bytes", "1572864" },
 		{ "[shm]\ndevices = 100\n", "devices", "power of two" },
-		{ "[auth]\nmode = keys\n", "mode", "keys" },
+		{ "[auth]\nmode = secret\n", "mode", "secret" },
 		{ "[server]\nmax_frame = 16M\n[shm]\nring_bytes = 16M\n", "max_frame", "ring_bytes" },
 		{ "[wal]\ncommit_bytes = 64M\n[shm]\nring_bytes = 16M\n", "commit_bytes", "ring_bytes" },
 		{ "[wal]\nsegment_bytes = 1M\n[server]\nmax_frame = 1M\n", "segment_bytes", "max_frame" },
