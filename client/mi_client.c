@@ -74,7 +74,7 @@ struct mic {
 	int has_key, has_fpr;
 	uint8_t key[32], fpr[MI_FPR_LEN];
 	uint8_t cnonce[MI_NONCE_LEN], snonce[MI_NONCE_LEN];
-	uint8_t sess_key[32];   /* for per-frame MACs (a later increment) */
+	uint8_t sess_key[32];   /* per-frame MAC key (opts.mac), set by WELCOME */
 	uint8_t auth_fr[MI_HDR_LEN + MI_PROOF_LEN];
 	int auth_out;           /* auth_fr waits to be written */
 
@@ -325,8 +325,23 @@ static void win_release(mic_t *c)
 	}
 }
 
+/* Fills in the per-frame MAC of the DATA frame at fr (header with flags bit
+ * 1 and len counting the MAC already written), then pcrc and hcrc. */
+static void mac_frame(const mic_t *c, uint8_t *fr)
+{
+	struct mi_hdr h = {
+		.version = fr[2], .type = fr[3], .flags = mi_get16(fr + 4), .topic = mi_get16(fr + 6),
+		.len = mi_get32(fr + 8), .seq = mi_get64(fr + 16), .ts_ns = mi_get64(fr + 24),
+	};
+	uint8_t *pl = fr + MI_HDR_LEN;
+	uint32_t dlen = h.len - MI_MAC_LEN;
+	mi_frame_mac(pl + dlen, c->sess_key, &h, pl, dlen);
+	h.pcrc = mi_crc32(pl, h.len);
+	mi_hdr_encode(&h, fr);
+}
+
 /* After a WELCOME with durable seq w: frames <= w are acked, the rest are
- * queued again from the tail. */
+ * queued again from the tail (MACed again: the session key is new). */
 static void win_rewind(mic_t *c, uint64_t w)
 {
 	uint64_t t = c->tail;
@@ -347,6 +362,8 @@ static void win_rewind(mic_t *c, uint64_t w)
 		if (e->nacked)
 			continue;
 		c->queued_bytes += e->len;
+		if (c->buf[e->off + 4] & MI_F_MAC)
+			mac_frame(c, c->buf + e->off);
 		if (i < old_unsent || (i == old_unsent && partial))
 			c->st.resent++;
 	}
@@ -914,23 +931,34 @@ static int drive(mic_t *c, enum want w, uint32_t need, uint64_t hard_deadline)
 int mic_send_ts(mic_t *c, uint16_t topic, uint64_t ts_ns, const void *payload, uint32_t len,
 		uint64_t *ret_seq)
 {
-	if (len > MI_MAX_FRAME_CAP || len + MI_HDR_LEN > c->cap)
+	if (len > MI_MAX_FRAME_CAP || len + MI_HDR_LEN + (c->o.mac ? MI_MAC_LEN : 0) > c->cap)
 		return seterr(c, -EMSGSIZE, "payload of %u bytes does not fit the %u-byte window",
 			      len, c->cap);
 	int r = drive(c, W_UP, 0, UINT64_MAX);
 	if (r < 0)
 		return r;
-	if (len > c->max_frame)
-		return seterr(c, -EMSGSIZE, "payload of %u bytes is above the server's max frame %u",
-			      len, c->max_frame);
-	uint32_t n = MI_HDR_LEN + len;
+	uint32_t maclen = c->o.mac && c->has_key ? MI_MAC_LEN : 0;
+	if (len + maclen > c->max_frame)
+		return seterr(c, -EMSGSIZE, "payload of %u bytes%s is above the server's max frame %u",
+			      len, maclen ? " + 16-byte MAC" : "", c->max_frame);
+	uint32_t n = MI_HDR_LEN + len + maclen;
 	r = drive(c, W_ROOM, n, UINT64_MAX);
 	if (r < 0)
 		return r;
 	int64_t off = win_place(c, n);
 	uint64_t seq = c->next_seq++;
-	mi_frame_build(c->buf + off, n, MI_DATA, 0, topic ? topic : c->o.topic, seq, ts_ns,
-		       payload, len);
+	if (maclen) {
+		uint8_t *fr = c->buf + off;
+		struct mi_hdr h = { .type = MI_DATA, .flags = MI_F_MAC, .topic = topic ? topic : c->o.topic,
+				    .len = len + maclen, .seq = seq, .ts_ns = ts_ns };
+		mi_hdr_encode(&h, fr);
+		if (len)
+			memcpy(fr + MI_HDR_LEN, payload, len);
+		mac_frame(c, fr);
+	} else {
+		mi_frame_build(c->buf + off, n, MI_DATA, 0, topic ? topic : c->o.topic, seq, ts_ns,
+			       payload, len);
+	}
 	*ent_at(c, c->head) = (struct ent){ .seq = seq, .off = (uint32_t)off, .len = n };
 	c->head++;
 	c->head_off = (uint32_t)off + n;

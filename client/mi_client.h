@@ -22,6 +22,10 @@
  * then HELLO -> CHALLENGE -> AUTH (proof) -> WELCOME, and the server's proof
  * in WELCOME is verified: a wrong one, or a WELCOME without CHALLENGE, is
  * -MIC_EAUTH.  Without a key, a server that answers CHALLENGE gets -MIC_EKEYS.
+ * With opts.mac too, every DATA frame ends with the 16-byte per-frame MAC
+ * (flags bit 1, keyed with the session key; docs/PROTOCOL.md); frames resent
+ * after a reconnect are MACed again with the new session's key.  The MAC
+ * counts against the server's max frame.
  */
 #ifndef MI_CLIENT_H
 #define MI_CLIENT_H
@@ -60,6 +64,7 @@ struct mic_opts {
 	int backoff_max_ms;     /* 0: 1000 */
 	const uint8_t *key;         /* 32 bytes: keys mode (copied by mic_new); NULL: open */
 	const uint8_t *fingerprint; /* 32 bytes sent in HELLO (flags bit 0); NULL: none */
+	int mac;                    /* with key: append the per-frame MAC to every DATA */
 	/* Called once per NACKed DATA frame (reason is NUL-terminated). */
 	void (*on_nack)(void *arg, uint64_t seq, unsigned code, const char *reason);
 	void *on_nack_arg;

@@ -27,7 +27,7 @@ enum {
 static const char usage[] =
 	"usage: mi-send [-h HOST] [-p PORT] -d DEVICE [-t TOPIC] [--count N --size BYTES]\n"
 	"               [--window N] [--start-seq S] [--timeout SEC] [--quiet]\n"
-	"               [--key BASE64 | --key-file FILE] [--fingerprint HEX]\n"
+	"               [--key BASE64 | --key-file FILE] [--fingerprint HEX] [--mac]\n"
 	"\n"
 	"Sends DATA frames as device DEVICE to HOST:PORT (default 127.0.0.1:7400)\n"
 	"and waits until every one is acknowledged.\n"
@@ -45,6 +45,8 @@ static const char usage[] =
 	"                      mi-keys add/rotate prints it; visible in ps, so prefer:\n"
 	"      --key-file FILE the same, from the first line of FILE\n"
 	"      --fingerprint HEX  32-byte hardware fingerprint sent in HELLO (64 hex)\n"
+	"      --mac           end every frame with the per-frame MAC (flags bit 1,\n"
+	"                      keyed with the session key); needs --key or --key-file\n"
 	"  -q, --quiet         no summary line\n"
 	"      --help          this text\n"
 	"\n"
@@ -255,6 +257,7 @@ int main(int argc, char **argv)
 		{ "key", required_argument, 0, 'K' },
 		{ "key-file", required_argument, 0, 'F' },
 		{ "fingerprint", required_argument, 0, 'P' },
+		{ "mac", no_argument, 0, 'M' },
 		{ "help", no_argument, 0, 'H' },
 		{ 0, 0, 0, 0 },
 	};
@@ -314,6 +317,7 @@ int main(int argc, char **argv)
 				return EX_USAGE;
 			o.fingerprint = fpr;
 			break;
+		case 'M': o.mac = 1; break;
 		case 'H': fputs(usage, stdout); return EX_ACKED;
 		default:
 			fputs("mi-send: see --help\n", stderr);
@@ -325,11 +329,15 @@ int main(int argc, char **argv)
 			o.device ? "unexpected argument" : "-d DEVICE is required");
 		return EX_USAGE;
 	}
+	if (o.mac && !o.key) {
+		fprintf(stderr, "mi-send: --mac needs the device key (--key or --key-file)\n");
+		return EX_USAGE;
+	}
 	o.retry_deadline_ms = (int)(timeout * 1000);
 	/* tests restart stages in ~100 ms: do not sleep through the restart */
 	o.backoff_max_ms = 200;
 	/* every frame of the window must fit its bytes too */
-	uint64_t per = size + 36, wf = o.window_frames ? o.window_frames : 4096;
+	uint64_t per = size + 36 + (o.mac ? 16 : 0), wf = o.window_frames ? o.window_frames : 4096;
 	if (have_count && per * wf > (4u << 20))
 		o.window_bytes = per * wf > (1u << 30) ? (1u << 30) : (uint32_t)(per * wf);
 	if (!have_count)

@@ -1,5 +1,6 @@
 #include "common/frame.h"
 
+#include <sodium.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -35,6 +36,20 @@ void mi_hdr_encode(const struct mi_hdr *h, uint8_t out[MI_HDR_LEN])
 	mi_put64(out + 16, h->seq);
 	mi_put64(out + 24, h->ts_ns);
 	mi_put32(out + 32, mi_crc32(out, 32));
+}
+
+void mi_frame_mac(uint8_t out[MI_MAC_LEN], const uint8_t key[MI_MAC_KEY_LEN], const struct mi_hdr *h,
+		  const void *data, size_t dlen)
+{
+	uint8_t hb[MI_HDR_LEN];
+	crypto_generichash_state st;
+	mi_hdr_encode(h, hb);
+	crypto_generichash_init(&st, key, MI_MAC_KEY_LEN, MI_MAC_LEN);
+	crypto_generichash_update(&st, hb, 12);
+	crypto_generichash_update(&st, hb + 16, 16);
+	crypto_generichash_update(&st, data, dlen);
+	crypto_generichash_final(&st, out, MI_MAC_LEN);
+	sodium_memzero(&st, sizeof(st));
 }
 
 int mi_hdr_decode(const uint8_t in[MI_HDR_LEN], struct mi_hdr *ret)

@@ -112,6 +112,16 @@ void mi_hdr_encode(const struct mi_hdr *h, uint8_t out[MI_HDR_LEN]);
  * Returns 0 or -MI_E*; *ret is written only on success. */
 int mi_hdr_decode(const uint8_t in[MI_HDR_LEN], struct mi_hdr *ret);
 
+/* Per-frame MAC (DATA flags bit 1): the last MI_MAC_LEN bytes of the payload
+ * are keyed BLAKE2b-128 (libsodium crypto_generichash, outlen 16, key = the
+ * 32-byte session key) over header bytes 0..11 and 16..31 (all but pcrc and
+ * hcrc) followed by the payload before the MAC.  h->len and h->pcrc count the
+ * MAC as payload; data is the payload before the MAC (dlen = h->len - 16). */
+#define MI_MAC_LEN 16
+#define MI_MAC_KEY_LEN 32
+void mi_frame_mac(uint8_t out[MI_MAC_LEN], const uint8_t key[MI_MAC_KEY_LEN], const struct mi_hdr *h,
+		  const void *data, size_t dlen);
+
 /* Builds a whole frame (header + payload, pcrc computed) into out.
  * Returns its length, or 0 when cap is too small. */
 size_t mi_frame_build(uint8_t *out, size_t cap, uint8_t type, uint16_t flags, uint16_t topic,

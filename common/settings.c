@@ -23,6 +23,7 @@ const struct cfg_opt settings_opts[] = {
 	{ "auth", "mode", CFG_STR, "open", S(auth_mode), 0, 0, "open: any device id may send; keys: only devices of keys_file, with proof" },
 	{ "auth", "keys_file", CFG_STR, "./keys", S(keys_file), 0, 0, "device registry for keys mode (mi-keys; mode 0600)" },
 	{ "auth", "ndjson", CFG_BOOL, "false", N(ndjson), 0, 0, "accept the NDJSON line format (first byte '{')" },
+	{ "auth", "require_mac", CFG_BOOL, "false", N(require_mac), 0, 0, "keys mode: every TCP DATA frame must carry a per-frame MAC (flags bit 1)" },
 	{ "shm", "ring_bytes", CFG_SIZE, "64M", N(ring_bytes), 1 << 20, 1ll << 32, "ring per ingestd worker (power of two)" },
 	{ "shm", "devices", CFG_INT, "65536", N(devices), 16, 1 << 24, "device table slots (power of two)" },
 	{ "wal", "segment_bytes", CFG_SIZE, "64M", N(segment_bytes), 1 << 20, 1ll << 32, "segment size before rotation" },

@@ -23,6 +23,7 @@ struct settings {
 	char auth_mode[16];       /* "open" or "keys" */
 	char keys_file[256];      /* device registry, read by ingestd in keys mode */
 	int ndjson;
+	int require_mac;          /* keys mode: every TCP DATA frame must carry a MAC */
 	uint64_t ring_bytes;
 	int64_t devices;
 	uint64_t segment_bytes;

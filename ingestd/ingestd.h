@@ -67,7 +67,7 @@ struct conn {
 	uint32_t ndjson_lineno;
 	struct sockaddr_in6 peer;
 	struct mi_decoder dec;
-	uint8_t sess_key[32];     /* keys mode: for per-frame MACs (a later increment) */
+	uint8_t sess_key[32];     /* keys mode: the key of per-frame MACs (DATA flags bit 1) */
 };
 
 /* Keys mode: what AUTH is checked against, held only between HELLO and

@@ -234,10 +234,32 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 		filter_count(w, DROP_BAD_PCRC, MI_HDR_LEN + h->len);
 		return session_nack(w, c, h->seq, MI_NACK_CRC, "payload checksum mismatch") < 0 ? -1 : 0;
 	}
-	if (h->flags & (MI_F_MAC | MI_F_SEALED))
+	if (h->flags & MI_F_SEALED)
 		return session_nack(w, c, h->seq, MI_NACK_MALFORMED,
-				    w->keys_mode ? "MAC and sealed frames are not implemented yet"
+				    w->keys_mode ? "sealed frames are not implemented yet"
 						 : "MAC and sealed frames need [auth] mode = keys") < 0 ? -1 : 0;
+	/* the device's data: the payload without the MAC, if any */
+	uint32_t dlen = h->len, dcrc = h->pcrc;
+	if (h->flags & MI_F_MAC) {
+		if (!w->keys_mode || !c->keyed)
+			return session_nack(w, c, h->seq, MI_NACK_MALFORMED,
+					    "MAC and sealed frames need [auth] mode = keys") < 0 ? -1 : 0;
+		if (h->len < MI_MAC_LEN)
+			return session_nack(w, c, h->seq, MI_NACK_MALFORMED,
+					    "MAC frame shorter than its 16-byte MAC") < 0 ? -1 : 0;
+		dlen = h->len - MI_MAC_LEN;
+		uint8_t mac[MI_MAC_LEN];
+		mi_frame_mac(mac, c->sess_key, h, f->payload, dlen);
+		int ok = sodium_memcmp(mac, f->payload + dlen, MI_MAC_LEN) == 0;
+		sodium_memzero(mac, sizeof(mac));
+		if (!ok) {
+			filter_count(w, DROP_BAD_MAC, MI_HDR_LEN + h->len);
+			return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED, "MAC does not verify") < 0 ? -1 : 0;
+		}
+		dcrc = mi_crc32(f->payload, dlen);
+	} else if (w->keys_mode && w->s->require_mac) {
+		return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED, "MAC required") < 0 ? -1 : 0;
+	}
 	if (h->seq == 0)
 		return session_nack(w, c, 0, MI_NACK_SEQ, "seq 0 is not a valid DATA seq") < 0 ? -1 : 0;
 	struct shm_dev *d = shm_dev(w->ctl, (uint32_t)c->slot);
@@ -245,7 +267,7 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 		/* a retry: stored already, acknowledged once durable */
 		shm_count(&w->ctr[IC_FRAMES_RETRY], 1);
 	} else {
-		int r = session_store(w, c->slot, h->topic, h->seq, h->ts_ns, f->payload, h->len, h->pcrc);
+		int r = session_store(w, c->slot, h->topic, h->seq, h->ts_ns, f->payload, dlen, dcrc);
 		if (r < 0)
 			return session_nack(w, c, h->seq, MI_NACK_OVERLOADED, "ring full") < 0 ? -1 : 0;
 	}

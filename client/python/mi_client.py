@@ -18,6 +18,10 @@ with AUTH and checks the server's proof in WELCOME::
 
     Client("127.0.0.1", 7400, "dev-1", key=base64.b64decode(line)).hello()
 
+Per-frame MACs (keys mode, flags bit 1): after hello(), ``send_data(seq,
+data, mac=True)`` or ``send_and_wait_acks(frames, mac=True)`` append the
+16-byte MAC keyed with ``Client.session_key``; encode_data_mac() builds one.
+
 encode_frame() takes overrides (magic, version, length, pcrc, hcrc) so tests
 can build malformed frames; Client.send_raw() writes arbitrary bytes.
 """
@@ -100,6 +104,32 @@ def encode_frame(type: int, payload: bytes = b"", seq: int = 0, topic: int = 0,
                  len(payload) if length is None else length,
                  zlib.crc32(payload) if pcrc is None else pcrc, seq, ts_ns, 0)[:32]
     return h + struct.pack("<I", zlib.crc32(h) if hcrc is None else hcrc) + payload
+
+
+MAC_LEN = 16
+
+
+def frame_mac(session_key: bytes, header: bytes, data: bytes) -> bytes:
+    """Per-frame MAC (DATA flags bit 1): keyed BLAKE2b-128 over header bytes
+    0..11 and 16..31 (all but pcrc and hcrc) followed by the data."""
+    return hashlib.blake2b(bytes(header[:12]) + bytes(header[16:32]) + bytes(data),
+                           key=session_key, digest_size=MAC_LEN).digest()
+
+
+def encode_data_mac(session_key: bytes, seq: int, data: bytes, topic: int = 0, ts_ns: int = 0,
+                    flags: int = 0, *, mac: bytes | None = None, pcrc: int | None = None,
+                    length: int | None = None) -> bytes:
+    """A DATA frame ending with its MAC: len and pcrc count the MAC as payload,
+    the MAC covers the header fields but the two CRCs, then data.  mac, pcrc
+    and length override what is computed (tests: bad MACs, short frames)."""
+    data = bytes(data)
+    flags |= F_MAC
+    ln = len(data) + MAC_LEN if length is None else length
+    h = HDR.pack(MAGIC, VERSION, DATA, flags, topic, ln, 0, seq, ts_ns, 0)
+    m = frame_mac(session_key, h, data) if mac is None else mac
+    payload = data + m
+    return encode_frame(DATA, payload, seq, topic, ts_ns, flags, length=ln,
+                        pcrc=zlib.crc32(payload) if pcrc is None else pcrc)
 
 
 def decode_header(buf: bytes) -> tuple:
@@ -275,9 +305,19 @@ class Client:
     def send_frame(self, type: int, payload: bytes = b"", seq: int = 0, **kw):
         self.send_raw(encode_frame(type, payload, seq, **kw))
 
+    def encode_data(self, seq: int, payload: bytes, topic: int = 0, ts_ns: int = 0,
+                    flags: int = 0, mac: bool = False) -> bytes:
+        """A DATA frame; mac=True appends the per-frame MAC (needs the
+        session key of a keys-mode hello())."""
+        if mac:
+            if self.session_key is None:
+                raise ValueError(f"{self!r}: mac=True needs a session key (keys-mode hello())")
+            return encode_data_mac(self.session_key, seq, payload, topic, ts_ns, flags)
+        return encode_frame(DATA, payload, seq, topic, ts_ns, flags)
+
     def send_data(self, seq: int, payload: bytes, topic: int = 0, ts_ns: int = 0,
-                  flags: int = 0):
-        self.send_raw(encode_frame(DATA, payload, seq, topic, ts_ns, flags))
+                  flags: int = 0, mac: bool = False):
+        self.send_raw(self.encode_data(seq, payload, topic, ts_ns, flags, mac))
 
     def read_frame(self, timeout: float | None = None) -> Frame | None:
         """Next frame from the server, or None after timeout seconds
@@ -300,7 +340,7 @@ class Client:
                 return self.pending.pop(0)
 
     def send_and_wait_acks(self, frames, topic: int = 0,
-                           timeout: float | None = None) -> tuple[int, dict]:
+                           timeout: float | None = None, mac: bool = False) -> tuple[int, dict]:
         """Sends frames (an iterable of (seq, payload) or dicts of send_data
         arguments) batched into few writes, then waits until an ACK covers
         the highest seq not NACKed.  Returns (highest ACK seq seen,
@@ -326,8 +366,12 @@ class Client:
         for f in frames:
             kw = dict(f) if isinstance(f, dict) else {"seq": f[0], "payload": f[1]}
             kw.setdefault("topic", topic)
+            kw.setdefault("mac", mac)
             seqs.append(kw["seq"])
-            buf += encode_frame(DATA, kw.pop("payload"), kw.pop("seq"), **kw)
+            if kw.pop("mac"):
+                buf += self.encode_data(kw.pop("seq"), kw.pop("payload"), mac=True, **kw)
+            else:
+                buf += encode_frame(DATA, kw.pop("payload"), kw.pop("seq"), **kw)
             if len(buf) >= 256 << 10:
                 flush()
         flush()
