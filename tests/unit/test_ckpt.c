@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/unit/testdir.h"
 #include "common/frame.h"
 #include "flusherd/ckpt.h"
 #include "shm/atomic.h"
@@ -65,18 +66,10 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int teardown(void **state)
 {
 	struct fix *f = *state;
-	int r = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int r = testdir_remove(f->dir);
 	for (int i = 0; i < 2; i++) {
 		shm_close_region(&f->reg[i]);
 		if (shm_unlink_instance(f->inst[i]) < 0)

@@ -23,6 +23,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "tests/unit/testdir.h"
 #include "common/frame.h"
 #include "common/record.h"
 #include "common/seg.h"
@@ -80,14 +81,6 @@ struct fix {
 
 static int counter;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 /* (Re)starts the WAL and the committer: segment size and commit bytes. */
 static void start(struct fix *f, uint64_t seg_max, uint64_t commit_bytes)
 {
@@ -141,7 +134,7 @@ static int teardown(void **state)
 	write_errno = sync_errno = 0;
 	commit_free(&f->c);
 	wal_close(&f->w);
-	int r = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int r = testdir_remove(f->dir);
 	shm_close_region(&f->reg);
 	if (shm_unlink_instance(f->inst) < 0)
 		r = -1;

@@ -19,6 +19,7 @@
 
 #include <sodium.h>
 
+#include "tests/unit/testdir.h"
 #include "common/keys.h"
 
 /* 32 bytes 0x00..0x1f, and its base64 */
@@ -46,18 +47,10 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int teardown(void **state)
 {
 	struct fix *f = *state;
-	int r = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int r = testdir_remove(f->dir);
 	free(f);
 	return r;
 }

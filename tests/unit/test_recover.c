@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/unit/testdir.h"
 #include "common/frame.h"
 #include "common/record.h"
 #include "common/seg.h"
@@ -90,19 +91,11 @@ static int setup_mode(void **state, int prealloc)
 static int setup_grow(void **state) { return setup_mode(state, 0); }
 static int setup_prealloc(void **state) { return setup_mode(state, 1); }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int teardown(void **state)
 {
 	struct fix *f = *state;
 	wal_close(&f->w);
-	int r = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int r = testdir_remove(f->dir);
 	shm_close_region(&f->reg);
 	if (shm_unlink_instance(f->inst) < 0)
 		r = -1;

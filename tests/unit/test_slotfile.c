@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/unit/testdir.h"
 #include "common/frame.h"
 #include "common/slotfile.h"
 #include "flusherd/ckpt.h"
@@ -48,18 +49,10 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int teardown(void **state)
 {
 	struct fix *f = *state;
-	int r = nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	int r = testdir_remove(f->dir);
 	free(f);
 	return r;
 }
