@@ -121,28 +121,45 @@ static int checkpoint(struct checkpointer *k)
 	return r;
 }
 
+/* The spare is written at twice the log's recent rate (at least 4 MiB/s),
+ * so it is ready within about half a segment's life without its writes
+ * crowding the group commits' flushes; at full throughput that is as fast
+ * as the disk goes, which is what a full-rate log needs anyway. */
+#define SPARE_MIN_RATE (4ull << 20)
+#define TICK_MS 20
+
 static void *checkpoint_main(void *arg)
 {
 	struct checkpointer *k = arg;
-	uint64_t slept = 0;
-	int spare_err = 0;
+	uint64_t slept = 0, last_lsn = shm_load_acquire(&k->ctl->durable_lsn), rate = 0;
+	int spare_err = 0, spare_wait = 0;
+	struct wal_spare sp = { .fd = -1 };
 	char wal_dir[512];
 	snprintf(wal_dir, sizeof(wal_dir), "%s/wal", k->s->data_dir);
 	while (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE)) {
-		/* keep a zero-filled segment ready for the next rotation */
-		int r = wal_make_spare(wal_dir, k->s->segment_bytes);
+		uint64_t lsn = shm_load_acquire(&k->ctl->durable_lsn);
+		uint64_t tick_rate = lsn > last_lsn ? (lsn - last_lsn) * (1000 / TICK_MS) : 0;
+		last_lsn = lsn;
+		rate = (rate * 7 + tick_rate) / 8;
+		uint64_t pace = 2 * rate > SPARE_MIN_RATE ? 2 * rate : SPARE_MIN_RATE;
+		if (spare_wait)
+			spare_wait--;
+		int r = spare_wait ? 0 : wal_spare_step(&sp, wal_dir, k->s->segment_bytes, pace / (1000 / TICK_MS));
 		if (r < 0 && r != spare_err)
 			log_warn("%s/spare: %s; new segments grow as they fill (slower syncs)", wal_dir, strerror(-r));
-		spare_err = r;
-		struct timespec ts = { 0, 20 * 1000 * 1000 };
+		if (r < 0)
+			spare_wait = 1000 / TICK_MS;   /* a full disk is not fixed in 20 ms */
+		spare_err = r < 0 ? r : spare_wait ? spare_err : 0;
+		struct timespec ts = { 0, TICK_MS * 1000 * 1000 };
 		nanosleep(&ts, NULL);
-		slept += 20;
+		slept += TICK_MS;
 		if (slept < (uint64_t)k->s->checkpoint_ms)
 			continue;
 		slept = 0;
 		if (shm_load_acquire(&k->ctl->durable_lsn) != k->done_lsn)
 			checkpoint(k);
 	}
+	wal_spare_close(&sp);
 	return NULL;
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -50,43 +51,93 @@ int wal_dirty_end(int fd, uint64_t from, uint64_t size, uint64_t *ret)
 	return 0;
 }
 
-int wal_make_spare(const char *dir, uint64_t seg_max)
+void wal_spare_close(struct wal_spare *sp)
+{
+	if (sp->fd >= 0)
+		close(sp->fd);
+	sp->fd = -1;
+}
+
+/* Writes are pushed to the device chunk by chunk (sync_file_range) rather
+ * than left to pile up in the page cache: the next group commit's flush
+ * would otherwise carry megabytes of zeros, and ACK latency with it. */
+int wal_spare_step(struct wal_spare *sp, const char *dir, uint64_t seg_max, uint64_t budget)
 {
 	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dirfd < 0)
 		return -errno;
 	struct stat st;
 	int r = 0;
-	if (fstatat(dirfd, SPARE, &st, 0) == 0) {
-		if ((uint64_t)st.st_size == SEG_HDR_LEN + seg_max)
+	if (sp->fd < 0 && fstatat(dirfd, SPARE, &st, 0) == 0) {
+		if ((uint64_t)st.st_size == SEG_HDR_LEN + seg_max) {
+			r = 1;
 			goto out;
+		}
 		unlinkat(dirfd, SPARE, 0);   /* made for another segment size */
 	}
-	int fd = openat(dirfd, SPARE_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		r = -errno;
-		goto out;
-	}
-	for (uint64_t off = 0, end = SEG_HDR_LEN + seg_max; off < end && r == 0;) {
-		size_t n = end - off > sizeof(zeros) ? sizeof(zeros) : (size_t)(end - off);
-		ssize_t w = write(fd, zeros, n);
-		if (w < 0 && errno != EINTR)
+	if (sp->fd < 0) {
+		/* the last free space is the log's, not a spare's: taking it
+		 * would stall appends that could still have gone on */
+		struct statvfs vfs;
+		if (fstatvfs(dirfd, &vfs) == 0 &&
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize < 2 * (SEG_HDR_LEN + seg_max)) {
+			r = -ENOSPC;
+			goto out;
+		}
+		sp->fd = openat(dirfd, SPARE_TMP, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (sp->fd < 0) {
 			r = -errno;
-		else if (w > 0)
-			off += (uint64_t)w;
+			goto out;
+		}
+		sp->off = 0;
+		sp->end = SEG_HDR_LEN + seg_max;
 	}
-	if (r == 0 && fdatasync(fd) < 0)
+	uint64_t from = sp->off;
+	while (sp->off < sp->end && sp->off - from < budget) {
+		uint64_t n = sp->end - sp->off;
+		if (n > budget - (sp->off - from))
+			n = budget - (sp->off - from);
+		if (n > sizeof(zeros))
+			n = sizeof(zeros);
+		ssize_t w = pwrite(sp->fd, zeros, (size_t)n, (off_t)sp->off);
+		if (w < 0 && errno != EINTR) {
+			r = -errno;
+			goto fail;
+		}
+		if (w > 0)
+			sp->off += (uint64_t)w;
+	}
+	if (sp->off > from && sync_file_range(sp->fd, (off_t)from, (off_t)(sp->off - from),
+					      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+						      SYNC_FILE_RANGE_WAIT_AFTER) < 0) {
 		r = -errno;
-	close(fd);
-	if (r == 0 && renameat(dirfd, SPARE_TMP, dirfd, SPARE) < 0)
+		goto fail;
+	}
+	if (sp->off < sp->end)
+		goto out;
+	/* the zeros must be durable before the file is a segment: recovery
+	 * reads them as the end of the data */
+	if (fdatasync(sp->fd) < 0 || renameat(dirfd, SPARE_TMP, dirfd, SPARE) < 0 || fsync(dirfd) < 0) {
 		r = -errno;
-	if (r == 0 && fsync(dirfd) < 0)
-		r = -errno;
-	if (r < 0)
-		unlinkat(dirfd, SPARE_TMP, 0);
+		goto fail;
+	}
+	wal_spare_close(sp);
+	r = 1;
+	goto out;
+fail:
+	wal_spare_close(sp);
+	unlinkat(dirfd, SPARE_TMP, 0);
 out:
 	close(dirfd);
 	return r;
+}
+
+int wal_make_spare(const char *dir, uint64_t seg_max)
+{
+	struct wal_spare sp = { .fd = -1 };
+	int r = wal_spare_step(&sp, dir, seg_max, UINT64_MAX);
+	wal_spare_close(&sp);
+	return r < 0 ? r : 0;
 }
 
 /* A new segment from the zero-filled spare: header, sync, rename into

@@ -30,6 +30,15 @@ struct wal {
  * the next rotation (a background thread calls this; rotation never waits
  * for it and falls back to a growing file).  0 when one is ready, or -errno. */
 int wal_make_spare(const char *dir, uint64_t seg_max);
+/* The same, a piece at a time: writes at most about budget more bytes of
+ * data/wal/spare.tmp (fd -1 to begin) and renames it into place once whole.
+ * 1 when a spare is ready, 0 while one is being made, or -errno. */
+struct wal_spare {
+	int fd;
+	uint64_t off, end;
+};
+int wal_spare_step(struct wal_spare *sp, const char *dir, uint64_t seg_max, uint64_t budget);
+void wal_spare_close(struct wal_spare *sp);
 /* Writes zeros over [from, to) of fd.  0 or -errno. */
 int wal_zero_range(int fd, uint64_t from, uint64_t to);
 /* The end of the last non-zero byte of fd in [from, size), or from when

@@ -279,7 +279,7 @@ const char *shm_counter_name(enum shm_stage_id s, unsigned i)
 		"write_errors", "sync_errors", "stalled", "durable_lsn", "checkpoints",
 		"recovered_records", "recovery_cut_bytes", "recovery_ns",
 	};
-	static const char *const sc[SC_MAX] = { "records", "bytes", "batches", "retries", "fatal" };
+	static const char *const sc[SC_MAX] = { "records", "bytes", "batches", "retries", "fatal", "commits" };
 	switch (s) {
 	case STAGE_INGESTD: return i < IC_MAX ? ic[i] : NULL;
 	case STAGE_FLUSHERD: return i < FC_MAX ? fc[i] : NULL;

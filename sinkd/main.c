@@ -85,6 +85,7 @@ static int commit(struct sink_run *sr)
 		return r;
 	}
 	fault_point("sinkd.after_sink_commit");
+	__atomic_fetch_add(&shm_ctr(sr->ctl, STAGE_SINKD)[SC_COMMITS], 1, __ATOMIC_RELAXED);
 	r = offset_store(sr->sinks_dir, sr->d->name, sr->cursor, blob, len);
 	free(blob);
 	if (r < 0)
@@ -125,18 +126,30 @@ static void *sink_thread(void *arg)
 	while (!stop_requested && items) {
 		uint64_t durable = shm_load_acquire(&ctl->durable_lsn);
 		if (sr->cursor >= durable) {
-			if (sr->committed != sr->cursor && commit(sr) < 0) {
-				sr->cursor = sr->committed;
-				retrying = 1;
-				nap_ms(backoff);
-				backoff = backoff >= 15000 ? 30000 : backoff * 2;
-				continue;
+			/* caught up: commit when due, not each time (that would be
+			 * a flush of the sink's disk after every group commit, and
+			 * the WAL's fdatasync would queue behind it) */
+			uint64_t now = clock_mono_ns(), every = (uint64_t)sr->s->sink_commit_ms * 1000000ull;
+			uint64_t wait = 100 * 1000 * 1000ull;
+			if (sr->committed != sr->cursor) {
+				if (now - last_commit >= every) {
+					last_commit = now;
+					if (commit(sr) < 0) {
+						sr->cursor = sr->committed;
+						retrying = 1;
+						nap_ms(backoff);
+						backoff = backoff >= 15000 ? 30000 : backoff * 2;
+						continue;
+					}
+				} else if (every - (now - last_commit) < wait) {
+					wait = every - (now - last_commit);
+				}
 			}
 			uint32_t seen = futex_seq_enter(&ctl->durable);
 			if (shm_load_acquire(&ctl->durable_lsn) > sr->cursor || stop_requested)
 				futex_seq_leave(&ctl->durable);
 			else
-				futex_seq_wait(&ctl->durable, seen, 100 * 1000 * 1000ull);
+				futex_seq_wait(&ctl->durable, seen, wait);
 			continue;
 		}
 		size_t n = 0;

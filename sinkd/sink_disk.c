@@ -77,6 +77,10 @@ static int flush_file(struct topic_file *f)
 		}
 		done += (uint32_t)n;
 	}
+	/* start writeback now: left to the commit, a second's worth of output
+	 * would reach the disk in one burst, stalling the WAL's flushes
+	 * (size lags the file while an entry is half copied: from there to EOF) */
+	sync_file_range(f->fd, f->size > f->blen ? (off_t)(f->size - f->blen) : 0, 0, SYNC_FILE_RANGE_WRITE);
 	f->blen = 0;
 	return 0;
 }

@@ -157,3 +157,19 @@ def test_sigterm_stops_in_order_and_everything_acked_is_durable(pipeline):
     assert order == sorted(order), log[-2000:]
     assert_exactly_once(pipeline.dump(), {"term-dev": 2000})
     assert_exactly_once(pipeline.disk_entries(), {"term-dev": 2000})
+
+
+def test_sink_commits_once_per_commit_ms_not_once_per_group_commit(pipeline_factory):
+    """Each sink commit is a disk flush; one per WAL group commit would put a
+    second flush beside every fdatasync the ACKs wait for."""
+    p = pipeline_factory(sinkd__commit_ms=700).start()
+    syncs0 = p.counter("flusherd", "syncs")
+    t0 = time.monotonic()
+    for i in range(30):                       # 30 separate group commits
+        assert p.send("trickle", 1).returncode == 0
+        time.sleep(0.05)
+    elapsed = time.monotonic() - t0
+    assert p.counter("flusherd", "syncs") - syncs0 >= 30
+    p.wait_sinks_caught_up(timeout=10)        # caught up: committed within commit_ms
+    assert p.counter("sinkd", "commits") <= elapsed / 0.7 + 3
+    assert_exactly_once(p.disk_entries(), {"trickle": 30})

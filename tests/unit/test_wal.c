@@ -578,6 +578,35 @@ static void test_spare_of_another_size_is_not_used(void **state)
 	assert_int_equal(st.st_size, SEG_HDR_LEN + SMALL_SEG);
 }
 
+/* Made a piece at a time, the spare only appears, whole, at the end. */
+static void test_spare_made_in_steps_appears_whole(void **state)
+{
+	struct fix *f = *state;
+	char spare[128], tmp[128];
+	struct stat st;
+	struct wal_spare sp = { .fd = -1 };
+	snprintf(spare, sizeof(spare), "%s/spare", f->dir);
+	snprintf(tmp, sizeof(tmp), "%s/spare.tmp", f->dir);
+	int steps = 0, r;
+	while ((r = wal_spare_step(&sp, f->dir, SMALL_SEG, 16 << 10)) == 0) {
+		steps++;
+		assert_int_equal(access(spare, F_OK), -1);
+		assert_int_equal(stat(tmp, &st), 0);
+		assert_true(st.st_size <= (off_t)steps * (16 << 10));   /* the budget held */
+	}
+	assert_int_equal(r, 1);
+	assert_true(steps >= (int)(SMALL_SEG / (16 << 10)));
+	assert_int_equal(sp.fd, -1);
+	assert_int_equal(access(tmp, F_OK), -1);
+	size_t len;
+	uint8_t *file = slurp(spare, &len);
+	assert_int_equal(len, SEG_HDR_LEN + SMALL_SEG);
+	assert_true(all_zero(file, len));
+	free(file);
+	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 1), 1);   /* ready: nothing to do */
+	assert_int_equal(sp.fd, -1);
+}
+
 static void test_zero_range_and_dirty_end(void **state)
 {
 	struct fix *f = *state;
@@ -735,6 +764,7 @@ int main(void)
 		T(test_failed_rotate_keeps_the_current_segment),
 		T(test_rotate_takes_the_preallocated_spare),
 		T(test_spare_of_another_size_is_not_used),
+		T(test_spare_made_in_steps_appears_whole),
 		T(test_zero_range_and_dirty_end),
 		T(test_seg_list_sorts_by_lsn_and_ignores_other_files),
 		T(test_seg_hdr_parse_rejects_any_damage),
