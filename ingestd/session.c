@@ -18,6 +18,7 @@ static const enum ingestd_ctr nack_ctr[MI_NACK_MAX] = {
 	[MI_NACK_CRC] = IC_NACK_CRC, [MI_NACK_TOO_LARGE] = IC_NACK_TOO_LARGE,
 	[MI_NACK_SEQ] = IC_NACK_SEQ, [MI_NACK_NOT_AUTH] = IC_NACK_NOT_AUTH,
 	[MI_NACK_MALFORMED] = IC_NACK_MALFORMED, [MI_NACK_OVERLOADED] = IC_NACK_OVERLOADED,
+	[MI_NACK_TOPIC] = IC_NACK_TOPIC, [MI_NACK_AUTH_FAILED] = IC_NACK_AUTH_FAILED,
 };
 
 int session_nack(struct worker *w, struct conn *c, uint64_t seq, enum mi_nack code, const char *reason)
@@ -186,6 +187,7 @@ static int on_auth(struct worker *w, struct conn *c, const struct mi_frame *f)
 			 !d ? "unknown device" : !d->enabled ? "device disabled" : !fpr_ok ? "fingerprint mismatch"
 											 : "wrong proof");
 		hs_free(c);
+		shm_count(&w->ctr[IC_AUTH_FAILED], 1);
 		filter_failure(w, &c->peer.sin6_addr);
 		if (session_nack(w, c, 0, MI_NACK_AUTH_FAILED, "authentication failed") < 0)
 			return -1;
@@ -196,6 +198,7 @@ static int on_auth(struct worker *w, struct conn *c, const struct mi_frame *f)
 	kdf(srv, d->key, "MI1-srv", hs, 1);
 	kdf(c->sess_key, d->key, "MI1-sess", hs, 0);
 	c->keyed = 1;
+	shm_count(&w->ctr[IC_AUTH_OK], 1);
 	char id[MI_DEVID_MAX + 1];
 	uint8_t id_len = hs->id_len;
 	memcpy(id, hs->id, sizeof(id));
@@ -254,6 +257,7 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 		sodium_memzero(mac, sizeof(mac));
 		if (!ok) {
 			filter_count(w, DROP_BAD_MAC, MI_HDR_LEN + h->len);
+			shm_count(&w->ctr[IC_BAD_MAC], 1);
 			return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED, "MAC does not verify") < 0 ? -1 : 0;
 		}
 		dcrc = mi_crc32(f->payload, dlen);

@@ -120,6 +120,9 @@ def test_fingerprint_mismatch_or_missing_is_refused(keyed):
     # a device without fpr= may present any fingerprint
     with keyed.client("good", key=keyed.keys["good"], fingerprint=os.urandom(32)) as c:
         c.hello()
+    assert keyed.counter("ingestd", "auth_failed") == 2
+    assert keyed.counter("ingestd", "nack_auth_failed") == 2
+    assert keyed.counter("ingestd", "auth_ok") == 2
 
 
 def test_replayed_auth_from_a_recorded_session_is_refused(keyed):
