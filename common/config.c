@@ -11,7 +11,7 @@
 
 extern char **environ;
 
-#define CFG_CLAIM_MAX 512
+#define CFG_CLAIM_MAX 1024
 
 struct cfg {
 	dictionary *d;
@@ -301,6 +301,36 @@ int cfg_check_unused(cfg_t *c, const char *const *skip, char err[CFG_ERR_LEN])
 		}
 	}
 	return 0;
+}
+
+int cfg_section_pairs(cfg_t *c, const char *section, const char ***keys, const char ***vals)
+{
+	*keys = *vals = NULL;
+	if (!c->d || !iniparser_find_entry(c->d, section))
+		return 0;
+	int nk = iniparser_getsecnkeys(c->d, section);
+	char fk[160];
+	snprintf(fk, sizeof(fk), "%s:", section);
+	claim(c, fk);   /* an empty section is known too */
+	if (nk <= 0)
+		return 0;
+	*keys = calloc((size_t)nk, sizeof(**keys));
+	*vals = calloc((size_t)nk, sizeof(**vals));
+	if (!*keys || !*vals) {
+		free(*keys);
+		free(*vals);
+		*keys = *vals = NULL;
+		return -ENOMEM;
+	}
+	iniparser_getseckeys(c->d, section, *keys);
+	for (int i = 0; i < nk; i++) {
+		claim(c, (*keys)[i]);
+		(*vals)[i] = iniparser_getstring(c->d, (*keys)[i], "");
+		const char *colon = strchr((*keys)[i], ':');
+		if (colon)
+			(*keys)[i] = colon + 1;
+	}
+	return nk;
 }
 
 int cfg_sections(const cfg_t *c, const char ***ret_names)

@@ -48,6 +48,11 @@ int cfg_check_unused(cfg_t *c, const char *const *skip_prefixes, char err[CFG_ER
 /* The section names present in the file, for callers that enable things by
  * section (sinks).  Returns the count; names valid until cfg_close. */
 int cfg_sections(const cfg_t *c, const char ***ret_names);
+/* Every key = value of a free-form section (names lower-cased by iniparser,
+ * without the "section:" prefix), each claimed.  Returns the count (0 when
+ * the section is absent) or -ENOMEM; the arrays are malloc'd (free them),
+ * the strings valid until cfg_close. */
+int cfg_section_pairs(cfg_t *c, const char *section, const char ***keys, const char ***vals);
 /* Prints the table as documentation (key, default, description). */
 void cfg_print_help(const struct cfg_opt *opts, size_t n);
 #endif

@@ -21,7 +21,7 @@ struct keys {
 };
 
 static const char header_line[] =
-	"# module-ingest device registry: <device> key=<base64> topics=<a,b|*> [fpr=<hex>] [disabled]\n"
+	"# module-ingest device registry: <device> key=<base64> topics=<a,b|*> [fpr=<hex>] [require=mac|seal] [disabled]\n"
 	"# written by mi-keys; format in common/keys.h; must stay mode 0600\n";
 
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
@@ -313,7 +313,7 @@ static int parse_line(keys_t *k, const char *path, unsigned ln, char *s, size_t 
 	char why[160], q[72];
 	const char *end = s + len, *p = s;
 	struct keys_device d;
-	int r = 0, seen_key = 0, seen_topics = 0, seen_fpr = 0, seen_dis = 0;
+	int r = 0, seen_key = 0, seen_topics = 0, seen_fpr = 0, seen_dis = 0, seen_req = 0;
 
 	while (p < end && is_ws(*p))
 		p++;
@@ -363,6 +363,16 @@ static int parse_line(keys_t *k, const char *path, unsigned ln, char *s, size_t 
 				goto bad;
 			}
 			d.has_fpr = 1;
+		} else if (alen >= 8 && memcmp(a, "require=", 8) == 0) {
+			if (seen_req++) {
+				dup = "require=";
+			} else if ((r = keys_require_parse(a + 8, alen - 8)) < 0) {
+				r = fail(why, sizeof(why), -EINVAL, "require= must be mac or seal, got '%s'",
+					 quote(a + 8, alen - 8, q));
+				goto bad;
+			} else {
+				d.require = (uint8_t)r;
+			}
 		} else if (alen == 8 && memcmp(a, "disabled", 8) == 0) {
 			if (seen_dis++)
 				dup = "disabled";
@@ -370,7 +380,7 @@ static int parse_line(keys_t *k, const char *path, unsigned ln, char *s, size_t 
 		} else {
 			size_t n = strcspn(a, "= \t");
 			r = fail(why, sizeof(why), -EINVAL,
-				 "unknown attribute '%s' (expected key=, topics=, fpr=, disabled)",
+				 "unknown attribute '%s' (expected key=, topics=, fpr=, require=, disabled)",
 				 quote(a, n < alen ? n : alen, q));
 			goto bad;
 		}
@@ -496,6 +506,8 @@ static int write_device(FILE *f, const struct keys_device *d)
 		sodium_bin2hex(hex, sizeof(hex), d->fpr, KEYS_FPR_LEN);
 		r = fprintf(f, " fpr=%s", hex);
 	}
+	if (r >= 0 && d->require)
+		r = fprintf(f, " require=%s", keys_require_name(d->require));
 	if (r >= 0 && !d->enabled)
 		r = fputs(" disabled", f);
 	if (r >= 0)
@@ -649,4 +661,79 @@ int keys_generate(uint8_t key[KEYS_KEY_LEN])
 void keys_key_to_base64(const uint8_t key[KEYS_KEY_LEN], char out[KEYS_KEY_B64_LEN + 1])
 {
 	sodium_bin2base64(out, KEYS_KEY_B64_LEN + 1, key, KEYS_KEY_LEN, sodium_base64_VARIANT_ORIGINAL);
+}
+
+int keys_require_parse(const char *s, size_t len)
+{
+	if (len == 3 && !memcmp(s, "mac", 3))
+		return KEYS_REQ_MAC;
+	if (len == 4 && !memcmp(s, "seal", 4))
+		return KEYS_REQ_SEAL;
+	if (len == 4 && !memcmp(s, "none", 4))
+		return KEYS_REQ_NONE;
+	return -EINVAL;
+}
+
+const char *keys_require_name(int req)
+{
+	return req == KEYS_REQ_MAC ? "mac" : req == KEYS_REQ_SEAL ? "seal" : "none";
+}
+
+int keys_set_topics(keys_t *k, const char *id, const char *topics, char *err, size_t errlen)
+{
+	struct keys_device *d = (struct keys_device *)keys_find(k, id, strlen(id));
+	if (!d)
+		return -ENOENT;
+	struct keys_device tmp = *d;
+	int r = parse_topics(topics, strlen(topics), &tmp, err, errlen);
+	if (r == 0) {
+		memcpy(d->topics, tmp.topics, sizeof(d->topics));
+		d->all_topics = tmp.all_topics;
+		d->ntopics = tmp.ntopics;
+	}
+	sodium_memzero(&tmp, sizeof(tmp));
+	return r;
+}
+
+int keys_set_require(keys_t *k, const char *id, int req)
+{
+	struct keys_device *d = (struct keys_device *)keys_find(k, id, strlen(id));
+	if (!d)
+		return -ENOENT;
+	d->require = (uint8_t)req;
+	return 0;
+}
+
+int keys_resolve_topics(keys_t *k, int (*lookup)(void *ctx, const char *name, size_t len), void *ctx,
+			const char *path, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < keys_count(k); i++) {
+		struct keys_device *d = (struct keys_device *)keys_at(k, i);
+		int n = 0;
+		for (const char *p = d->topics; !d->all_topics && *p;) {
+			size_t len = strcspn(p, ",");
+			int id = lookup(ctx, p, len);
+			if (id < 0) {
+				char q[72];
+				return fail(err, errlen, -EINVAL,
+					    "%s:%u: device '%s': topic '%s' is not named in the config's [topics]",
+					    path, d->line, d->id, quote(p, len, q));
+			}
+			d->topic_ids[n++] = (uint16_t)id;
+			p += len;
+			if (*p == ',')
+				p++;
+		}
+	}
+	return 0;
+}
+
+int keys_topic_id_allowed(const struct keys_device *d, uint16_t topic)
+{
+	if (d->all_topics)
+		return 1;
+	for (unsigned i = 0; i < d->ntopics; i++)
+		if (d->topic_ids[i] == topic)
+			return 1;
+	return 0;
 }

@@ -10,16 +10,18 @@
  *   device  = *WS devid 1*( 1*WS attr ) *WS
  *   WS      = SP / HTAB
  *   devid   = 1*64 ( ALPHA / DIGIT / "." / "_" / ":" / "-" )     ; mi_devid_valid()
- *   attr    = "key=" key64 / "topics=" topics / "fpr=" hex64 / "disabled"
+ *   attr    = "key=" key64 / "topics=" topics / "fpr=" hex64 / "require=" req / "disabled"
  *   key64   = the 32-byte key, standard base64 with padding (RFC 4648 section 4,
  *             libsodium sodium_base64_VARIANT_ORIGINAL): exactly 44 characters
  *   topics  = "*" / topic *( "," topic )     ; "*": every topic; at most
  *             KEYS_TOPICS_MAX names, no repeats, the list at most KEYS_TOPICS_LEN-1 bytes
  *   topic   = 1*32 ( ALPHA / DIGIT / "." / "_" / "-" )
  *   hex64   = 64 hex digits (either case): the 32-byte hardware fingerprint
+ *   req     = "mac" / "seal"   ; every DATA frame must carry a MAC (or be
+ *                              ; sealed) / must be sealed
  *
- * Each device line holds key= and topics= exactly once, fpr= and disabled at
- * most once, in any order.  A device id appears on one line only.  Without
+ * Each device line holds key= and topics= exactly once, fpr=, require= and
+ * disabled at most once, in any order.  A device id appears on one line only.  Without
  * fpr= the device may present any fingerprint (or none); without disabled it
  * is enabled.  Example:
  *
@@ -30,7 +32,7 @@
  * The file must not be readable or writable by group or others (st_mode &
  * 077 == 0): it holds every device's secret.  keys_write() rewrites the whole
  * file in the canonical form (a header comment, then each device in
- * registry order as "id key= topics= [fpr=] [disabled]", single spaces, hex
+ * registry order as "id key= topics= [fpr=] [require=] [disabled]", single spaces, hex
  * in lower case); comments and blank lines of a hand-edited file are not kept.
  * It writes a temp file in the same directory (mode 0600 whatever the umask),
  * fsyncs it, renames it over the file and fsyncs the directory, so a crash
@@ -63,8 +65,12 @@
 #define KEYS_LINE_MAX 1024
 #define KEYS_MAX (1u << 20)          /* devices per registry */
 
+enum keys_require { KEYS_REQ_NONE, KEYS_REQ_MAC, KEYS_REQ_SEAL };
+
 struct keys_device {
 	uint8_t key[KEYS_KEY_LEN];
+	uint16_t topic_ids[KEYS_TOPICS_MAX]; /* topics resolved by keys_resolve_topics */
+	uint8_t require;                /* enum keys_require */
 	uint8_t fpr[KEYS_FPR_LEN];      /* valid when has_fpr */
 	uint8_t has_fpr;
 	uint8_t enabled;
@@ -97,6 +103,17 @@ const struct keys_device *keys_find(const keys_t *k, const char *id, size_t id_l
 /* 1 when the device may send to the topic named name[0..len), else 0. */
 int keys_topic_allowed(const struct keys_device *d, const char *name, size_t len);
 
+/* Maps every device's topic names to ids with lookup (-1: unknown name, an
+ * error naming the keys file path, line, device and topic).  Returns 0 or
+ * -EINVAL. */
+int keys_resolve_topics(keys_t *k, int (*lookup)(void *ctx, const char *name, size_t len), void *ctx,
+			const char *path, char *err, size_t errlen);
+/* 1 when the device may send to topic id (after keys_resolve_topics). */
+int keys_topic_id_allowed(const struct keys_device *d, uint16_t topic);
+/* "mac", "seal" or "none" -> enum keys_require, or -EINVAL; and back. */
+int keys_require_parse(const char *s, size_t len);
+const char *keys_require_name(int req);
+
 /* Adds an enabled device.  topics: the "topics=" grammar; fpr: NULL or
  * KEYS_FPR_LEN bytes.  Returns 0, -EINVAL, -EEXIST or -E2BIG. */
 int keys_add(keys_t *k, const char *id, const char *topics, const uint8_t *fpr,
@@ -105,6 +122,9 @@ int keys_add(keys_t *k, const char *id, const char *topics, const uint8_t *fpr,
 int keys_remove(keys_t *k, const char *id);
 int keys_set_enabled(keys_t *k, const char *id, int enabled);
 int keys_set_key(keys_t *k, const char *id, const uint8_t key[KEYS_KEY_LEN]);
+int keys_set_require(keys_t *k, const char *id, int req);
+/* -ENOENT, or -EINVAL with the reason in err (a bad "topics=" value). */
+int keys_set_topics(keys_t *k, const char *id, const char *topics, char *err, size_t errlen);
 
 /* Fresh random key (randombytes_buf).  Returns 0, or -EIO if libsodium
  * cannot initialise. */

@@ -1,10 +1,13 @@
 #include "common/settings.h"
 #include "common/log.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #define S(f) offsetof(struct settings, f), sizeof(((struct settings *)0)->f)
 #define N(f) offsetof(struct settings, f), 0
@@ -46,6 +49,69 @@ static int pow2(uint64_t v)
 	return v && !(v & (v - 1));
 }
 
+static int topic_name_valid(const char *n)
+{
+	size_t len = strlen(n);
+	if (len < 1 || len > TOPIC_NAME_MAX)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if (!islower((unsigned char)n[i]) && !isdigit((unsigned char)n[i]) && !strchr("._-", n[i]))
+			return 0;
+	return 1;
+}
+
+static int load_topics(cfg_t *c, struct settings *s, char err[CFG_ERR_LEN])
+{
+	const char **keys, **vals;
+	int n = cfg_section_pairs(c, "topics", &keys, &vals), r = 0;
+	if (n < 0) {
+		snprintf(err, CFG_ERR_LEN, "[topics]: out of memory");
+		return n;
+	}
+	if (n > TOPICS_MAX) {
+		snprintf(err, CFG_ERR_LEN, "[topics]: %d names, at most %d", n, TOPICS_MAX);
+		r = -EINVAL;
+		goto out;
+	}
+	for (int i = 0; i < n && r == 0; i++) {
+		char *end;
+		errno = 0;
+		long id = strtol(vals[i], &end, 10);
+		r = -EINVAL;
+		if (!topic_name_valid(keys[i]))
+			snprintf(err, CFG_ERR_LEN, "[topics] %s: a topic name is 1-%d bytes of [a-z0-9._-]", keys[i],
+				 TOPIC_NAME_MAX);
+		else if (errno || end == vals[i] || *end || id < 0 || id > 65535 ||
+			 (id == 0) != !strcmp(keys[i], "default"))
+			snprintf(err, CFG_ERR_LEN, "[topics] %s = '%s': a topic id is 1..65535 (0 is 'default', always)",
+				 keys[i], vals[i]);
+		else
+			r = 0;
+		for (uint32_t j = 0; r == 0 && j < s->ntopics; j++)
+			if (s->topics[j].id == id) {
+				snprintf(err, CFG_ERR_LEN, "[topics] %s = %ld: id already named '%s'", keys[i], id,
+					 s->topics[j].name);
+				r = -EINVAL;
+			}
+		if (r == 0) {
+			snprintf(s->topics[s->ntopics].name, sizeof(s->topics[0].name), "%s", keys[i]);
+			s->topics[s->ntopics++].id = (uint16_t)id;
+		}
+	}
+out:
+	free(keys);
+	free(vals);
+	return r;
+}
+
+int settings_topic_id(const struct settings *s, const char *name, size_t len)
+{
+	for (uint32_t i = 0; i < s->ntopics; i++)
+		if (strlen(s->topics[i].name) == len && !strncasecmp(s->topics[i].name, name, len))
+			return s->topics[i].id;
+	return len == 7 && !strncasecmp(name, "default", 7) ? 0 : -1;
+}
+
 int settings_load(const char *path, struct settings *ret, cfg_t **ret_cfg, int check,
 		  char err[CFG_ERR_LEN])
 {
@@ -57,6 +123,8 @@ int settings_load(const char *path, struct settings *ret, cfg_t **ret_cfg, int c
 		return r;
 	r = cfg_apply(c, settings_opts, settings_nopts, &s, err);
 	if (r < 0)
+		goto fail;
+	if ((r = load_topics(c, &s, err)) < 0)
 		goto fail;
 	static const char *const skip[] = { "sink_", NULL };
 	if (check && (r = cfg_check_unused(c, skip, err)) < 0)

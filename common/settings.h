@@ -9,6 +9,18 @@
 
 #include "common/config.h"
 
+#define TOPICS_MAX 256
+#define TOPIC_NAME_MAX 32
+
+/* [topics] name = id: the names keys-file scopes use.  Names are 1-32 bytes
+ * of [a-z0-9._-] (INI keys are case-insensitive: a name matches in any
+ * case); ids 1..65535, each name and id once.  "default" is topic 0
+ * unless the section names it otherwise. */
+struct topic_def {
+	char name[TOPIC_NAME_MAX + 1];
+	uint16_t id;
+};
+
 struct settings {
 	char instance[64];        /* names the shm region and bpffs dir */
 	char data_dir[256];
@@ -38,6 +50,8 @@ struct settings {
 	char log_file[256];
 	char sinks[256];          /* comma-separated sink names to run */
 	int64_t sink_commit_ms;   /* how often sinks make their output durable */
+	uint32_t ntopics;
+	struct topic_def topics[TOPICS_MAX];
 };
 
 extern const struct cfg_opt settings_opts[];
@@ -48,4 +62,6 @@ extern const unsigned settings_nopts;
  * with err filled; on success *ret_cfg stays open for sink tables. */
 int settings_load(const char *path, struct settings *ret, cfg_t **ret_cfg, int check,
 		  char err[CFG_ERR_LEN]);
+/* The id of the topic named name[0..len) (any case), or -1. */
+int settings_topic_id(const struct settings *s, const char *name, size_t len);
 #endif

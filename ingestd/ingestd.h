@@ -21,6 +21,7 @@
 
 #include "bpf/loader.h"
 #include "common/frame.h"
+#include "common/keys.h"
 #include "common/pool.h"
 #include "common/settings.h"
 #include "shm/ring.h"
@@ -67,7 +68,10 @@ struct conn {
 	uint32_t ndjson_lineno;
 	struct sockaddr_in6 peer;
 	struct mi_decoder dec;
-	uint8_t sess_key[32];     /* keys mode: the key of per-frame MACs (DATA flags bit 1) */
+	uint8_t sess_key[32];     /* keys mode: the key of per-frame MACs and seals */
+	uint8_t snonce[MI_NONCE_LEN]; /* keys mode: the session's server nonce (seal nonces) */
+	const struct keys_device *dev; /* keys mode session: its device in w->keys
+					* (scopes, require=); re-pointed by auth_reload */
 };
 
 /* Keys mode: what AUTH is checked against, held only between HELLO and
@@ -83,7 +87,7 @@ struct handshake {
 
 struct worker {
 	const struct settings *s;
-	const struct keys *keys;  /* device registry, keys mode only (else NULL) */
+	struct keys *keys;        /* device registry, keys mode only (else NULL) */
 	int keys_mode;
 	struct shm_ctl *ctl;
 	uint64_t *ctr;
@@ -104,6 +108,7 @@ struct worker {
 	uint64_t now_ms;
 	uint64_t now_ns;          /* CLOCK_REALTIME of this pass: srv_ns for records */
 	uint8_t *rbuf;
+	uint8_t *open_buf;        /* keys mode: a sealed frame's plaintext (max_frame) */
 	pthread_t notifier;
 	struct bpfl *bpf;         /* NULL unless the eBPF filters loaded */
 	int filter_mode;          /* enum filter_mode */
@@ -145,6 +150,12 @@ int session_store(struct worker *w, int32_t slot, uint16_t topic, uint64_t seq, 
 		  const void *payload, uint32_t len, uint32_t pcrc);
 /* Ends the session and wipes the connection's handshake state and keys. */
 void session_end(struct worker *w, struct conn *c);
+
+/* auth.c */
+/* Loads the keys file of s with its topic names resolved.  0 or -errno. */
+int auth_load(const struct settings *s, struct keys **ret, char *err, size_t errlen);
+/* SIGHUP: the keys file again; see auth.c.  Logs what it did. */
+void auth_reload(struct worker *w);
 
 /* ack.c */
 int ack_start(struct worker *w);

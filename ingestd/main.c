@@ -18,12 +18,14 @@
 #include "shm/atomic.h"
 #include "shm/devtab.h"
 
-volatile int ingestd_stop;
+volatile int ingestd_stop, ingestd_reload;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	ingestd_stop = 1;
+	if (sig == SIGHUP)
+		ingestd_reload = 1;
+	else
+		ingestd_stop = 1;
 }
 
 static void usage(FILE *f)
@@ -104,7 +106,7 @@ int main(int argc, char **argv)
 			fprintf(stderr, "ingestd: libsodium cannot initialise\n");
 			return 2;
 		}
-		if (keys_load(s.keys_file, &keys, kerr, sizeof(kerr)) < 0) {
+		if (auth_load(&s, &keys, kerr, sizeof(kerr)) < 0) {
 			fprintf(stderr, "ingestd: [auth] keys_file: %s\n", kerr);
 			return 2;
 		}
@@ -118,6 +120,7 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
 	shm_region_t reg;
@@ -156,6 +159,6 @@ int main(int argc, char **argv)
 	r = worker_run(&w);
 	shm_stage_stop(ctl, STAGE_INGESTD);
 	shm_close_region(&reg);
-	keys_free(keys);
+	keys_free(w.keys);   /* a reload may have replaced it */
 	return r;
 }

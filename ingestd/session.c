@@ -197,7 +197,9 @@ static int on_auth(struct worker *w, struct conn *c, const struct mi_frame *f)
 	uint8_t srv[MI_PROOF_LEN];
 	kdf(srv, d->key, "MI1-srv", hs, 1);
 	kdf(c->sess_key, d->key, "MI1-sess", hs, 0);
+	memcpy(c->snonce, hs->snonce, MI_NONCE_LEN);
 	c->keyed = 1;
+	c->dev = d;
 	shm_count(&w->ctr[IC_AUTH_OK], 1);
 	char id[MI_DEVID_MAX + 1];
 	uint8_t id_len = hs->id_len;
@@ -225,6 +227,23 @@ int session_store(struct worker *w, int32_t slot, uint16_t topic, uint64_t seq, 
 	return 0;
 }
 
+/* XChaCha20-Poly1305 (docs/PROTOCOL.md, Sealed DATA): nonce = seq (u64 LE)
+ * || the session's server nonce; AD = the header but its two CRCs.  The
+ * plaintext lands in w->open_buf.  0, or -1 when the tag does not verify. */
+static int open_sealed(struct worker *w, struct conn *c, const struct mi_frame *f)
+{
+	uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES], hdr[MI_HDR_LEN], ad[28];
+	_Static_assert(sizeof(nonce) == 8 + MI_NONCE_LEN, "seal nonce = seq || server nonce");
+	mi_put64(nonce, f->h.seq);
+	memcpy(nonce + 8, c->snonce, MI_NONCE_LEN);
+	mi_hdr_encode(&f->h, hdr);
+	memcpy(ad, hdr, 12);
+	memcpy(ad + 12, hdr + 16, 16);
+	unsigned long long mlen;
+	return crypto_aead_xchacha20poly1305_ietf_decrypt(w->open_buf, &mlen, NULL, f->payload, f->h.len, ad,
+							  sizeof(ad), nonce, c->sess_key);
+}
+
 static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 {
 	const struct mi_hdr *h = &f->h;
@@ -237,16 +256,30 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 		filter_count(w, DROP_BAD_PCRC, MI_HDR_LEN + h->len);
 		return session_nack(w, c, h->seq, MI_NACK_CRC, "payload checksum mismatch") < 0 ? -1 : 0;
 	}
-	if (h->flags & MI_F_SEALED)
-		return session_nack(w, c, h->seq, MI_NACK_MALFORMED,
-				    w->keys_mode ? "sealed frames are not implemented yet"
-						 : "MAC and sealed frames need [auth] mode = keys") < 0 ? -1 : 0;
-	/* the device's data: the payload without the MAC, if any */
+	/* the device's data: the payload without the MAC, or opened */
+	const uint8_t *data = f->payload;
 	uint32_t dlen = h->len, dcrc = h->pcrc;
-	if (h->flags & MI_F_MAC) {
-		if (!w->keys_mode || !c->keyed)
+	if ((h->flags & (MI_F_MAC | MI_F_SEALED)) && (!w->keys_mode || !c->keyed))
+		return session_nack(w, c, h->seq, MI_NACK_MALFORMED, "MAC and sealed frames need [auth] mode = keys") < 0
+			       ? -1
+			       : 0;
+	if (h->flags & MI_F_SEALED) {
+		if (h->flags & MI_F_MAC)
 			return session_nack(w, c, h->seq, MI_NACK_MALFORMED,
-					    "MAC and sealed frames need [auth] mode = keys") < 0 ? -1 : 0;
+					    "a sealed frame carries no MAC: its tag authenticates it") < 0 ? -1 : 0;
+		if (h->len < MI_MAC_LEN)
+			return session_nack(w, c, h->seq, MI_NACK_MALFORMED,
+					    "sealed frame shorter than its 16-byte tag") < 0 ? -1 : 0;
+		if (open_sealed(w, c, f) < 0) {
+			filter_count(w, DROP_BAD_MAC, MI_HDR_LEN + h->len);
+			shm_count(&w->ctr[IC_SEAL_FAILED], 1);
+			return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED, "sealed payload does not verify") < 0 ? -1 : 0;
+		}
+		shm_count(&w->ctr[IC_SEALED_OPENED], 1);
+		data = w->open_buf;
+		dlen = h->len - MI_MAC_LEN;
+		dcrc = mi_crc32(data, dlen);
+	} else if (h->flags & MI_F_MAC) {
 		if (h->len < MI_MAC_LEN)
 			return session_nack(w, c, h->seq, MI_NACK_MALFORMED,
 					    "MAC frame shorter than its 16-byte MAC") < 0 ? -1 : 0;
@@ -261,8 +294,20 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 			return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED, "MAC does not verify") < 0 ? -1 : 0;
 		}
 		dcrc = mi_crc32(f->payload, dlen);
-	} else if (w->keys_mode && w->s->require_mac) {
-		return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED, "MAC required") < 0 ? -1 : 0;
+	}
+	if (c->dev) {
+		const char *why = NULL;
+		if (c->dev->require == KEYS_REQ_SEAL && !(h->flags & MI_F_SEALED))
+			why = "sealed frames required for this device";
+		else if ((c->dev->require == KEYS_REQ_MAC || w->s->require_mac) && !(h->flags & (MI_F_MAC | MI_F_SEALED)))
+			why = "MAC required";
+		if (why)
+			return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED, why) < 0 ? -1 : 0;
+		if (!keys_topic_id_allowed(c->dev, h->topic)) {
+			char msg[160];
+			snprintf(msg, sizeof(msg), "topic %u is not in the scopes of device '%s'", h->topic, c->dev->id);
+			return session_nack(w, c, h->seq, MI_NACK_TOPIC, msg) < 0 ? -1 : 0;
+		}
 	}
 	if (h->seq == 0)
 		return session_nack(w, c, 0, MI_NACK_SEQ, "seq 0 is not a valid DATA seq") < 0 ? -1 : 0;
@@ -271,7 +316,7 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 		/* a retry: stored already, acknowledged once durable */
 		shm_count(&w->ctr[IC_FRAMES_RETRY], 1);
 	} else {
-		int r = session_store(w, c->slot, h->topic, h->seq, h->ts_ns, f->payload, dlen, dcrc);
+		int r = session_store(w, c->slot, h->topic, h->seq, h->ts_ns, data, dlen, dcrc);
 		if (r < 0)
 			return session_nack(w, c, h->seq, MI_NACK_OVERLOADED, "ring full") < 0 ? -1 : 0;
 	}
@@ -320,6 +365,7 @@ void session_end(struct worker *w, struct conn *c)
 		w->by_slot[c->slot] = NULL;
 	c->slot = -1;
 	hs_free(c);
+	c->dev = NULL;
 	if (c->keyed) {
 		sodium_memzero(c->sess_key, sizeof(c->sess_key));
 		c->keyed = 0;

@@ -15,13 +15,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "common/clock.h"
 #include "common/fault.h"
 #include "common/log.h"
 #include "ingestd/ingestd.h"
 #include "shm/atomic.h"
 
-extern volatile int ingestd_stop;
+extern volatile int ingestd_stop, ingestd_reload;
 
 #define TAG_LISTEN ((uint64_t)-1)
 #define TAG_EVENT ((uint64_t)-2)
@@ -247,8 +249,9 @@ static int setup(struct worker *w)
 	w->conns = calloc((size_t)w->nconns_max_fd, sizeof(*w->conns));
 	w->by_slot = calloc(w->ctl->ndevices, sizeof(*w->by_slot));
 	w->rbuf = malloc(READ_MAX);
+	w->open_buf = w->keys_mode ? malloc(w->s->max_frame) : NULL;
 	w->pool = pool_new();
-	if (!w->conns || !w->by_slot || !w->rbuf || !w->pool) {
+	if (!w->conns || !w->by_slot || !w->rbuf || !w->pool || (w->keys_mode && !w->open_buf)) {
 		log_error("out of memory for %d connection slots", w->nconns_max_fd);
 		return -ENOMEM;
 	}
@@ -318,6 +321,9 @@ static void teardown(struct worker *w)
 	free(w->conns);
 	free(w->by_slot);
 	free(w->rbuf);
+	if (w->open_buf)
+		sodium_memzero(w->open_buf, w->s->max_frame);
+	free(w->open_buf);
 	pool_free(w->pool);
 }
 
@@ -369,6 +375,10 @@ int worker_run(struct worker *w)
 				conn_on_writable(w, c);
 			if (c->state != CS_CLOSING && !ingestd_stop && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 				conn_on_readable(w, c);
+		}
+		if (ingestd_reload) {
+			ingestd_reload = 0;
+			auth_reload(w);
 		}
 		if (durable_moved)
 			w->ring_full = 0;

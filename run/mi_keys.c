@@ -30,18 +30,27 @@ static void usage(FILE *f)
 		"with its 32-byte key, allowed topics, optional hardware fingerprint and\n"
 		"enabled flag.  Every change rewrites the file atomically with mode 0600.\n"
 		"\n"
-		"  add DEVICE [--topics a,b|*] [--fingerprint HEX]\n"
+		"  add DEVICE [--topics a,b|*] [--fingerprint HEX] [--require mac|seal]\n"
 		"                     new device with a fresh random key, printed once on\n"
 		"                     stdout in base64; topics default to * (every topic);\n"
 		"                     HEX: 64 hex digits; creates FILE if missing\n"
-		"  list               every device: id, state, fingerprint set, topics (no keys)\n"
-		"  show DEVICE        one device: state, topics, fingerprint (not the key)\n"
+		"  set DEVICE [--topics a,b|*] [--require mac|seal|none]\n"
+		"                     change a device's topics (names from the config's\n"
+		"                     [topics]) or what its DATA frames must carry: mac (a\n"
+		"                     per-frame MAC or a seal), seal (sealed), none\n"
+		"  list               every device: id, state, fingerprint set, requirement,\n"
+		"                     topics (no keys)\n"
+		"  show DEVICE        one device: state, topics, fingerprint, requirement\n"
+		"                     (not the key)\n"
 		"  disable DEVICE     refuse the device (its key is kept)\n"
 		"  enable DEVICE      accept it again\n"
 		"  rotate DEVICE      replace its key with a fresh one, printed once\n"
 		"  remove DEVICE      delete the device and its key\n"
 		"\n"
 		"  -f, --file FILE    the keys file (default: ./keys)\n"
+		"\n"
+		"A running ingestd reads the file again on SIGHUP: sessions of changed,\n"
+		"disabled or removed devices are closed, the others go on.\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Exit status: 0 ok, 1 usage error, 2 device not found (or already there,\n"
@@ -89,11 +98,11 @@ static void cmd_list(const keys_t *k)
 	for (size_t i = 0; i < keys_count(k); i++)
 		if (keys_at(k, i)->id_len > w)
 			w = keys_at(k, i)->id_len;
-	printf("%-*s  %-8s  %-3s  %s\n", w, "DEVICE", "STATE", "FPR", "TOPICS");
+	printf("%-*s  %-8s  %-3s  %-7s  %s\n", w, "DEVICE", "STATE", "FPR", "REQUIRE", "TOPICS");
 	for (size_t i = 0; i < keys_count(k); i++) {
 		const struct keys_device *d = keys_at(k, i);
-		printf("%-*s  %-8s  %-3s  %s\n", w, d->id, d->enabled ? "enabled" : "disabled",
-		       d->has_fpr ? "yes" : "no", d->topics);
+		printf("%-*s  %-8s  %-3s  %-7s  %s\n", w, d->id, d->enabled ? "enabled" : "disabled",
+		       d->has_fpr ? "yes" : "no", keys_require_name(d->require), d->topics);
 	}
 }
 
@@ -102,8 +111,8 @@ static void cmd_show(const struct keys_device *d)
 	char hex[2 * KEYS_FPR_LEN + 1] = "none";
 	if (d->has_fpr)
 		sodium_bin2hex(hex, sizeof(hex), d->fpr, KEYS_FPR_LEN);
-	printf("device:      %s\nstate:       %s\ntopics:      %s\nfingerprint: %s\n", d->id,
-	       d->enabled ? "enabled" : "disabled", d->topics, hex);
+	printf("device:      %s\nstate:       %s\ntopics:      %s\nfingerprint: %s\nrequire:     %s\n", d->id,
+	       d->enabled ? "enabled" : "disabled", d->topics, hex, keys_require_name(d->require));
 }
 
 int main(int argc, char **argv)
@@ -111,9 +120,10 @@ int main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "file", required_argument, NULL, 'f' },   { "topics", required_argument, NULL, 't' },
 		{ "fingerprint", required_argument, NULL, 'p' }, { "help", no_argument, NULL, 'h' },
+		{ "require", required_argument, NULL, 'r' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *file = "keys", *topics = NULL, *fprhex = NULL;
+	const char *file = "keys", *topics = NULL, *fprhex = NULL, *require = NULL;
 	char err[512];
 	int o;
 	while ((o = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
@@ -121,13 +131,14 @@ int main(int argc, char **argv)
 		case 'f': file = optarg; break;
 		case 't': topics = optarg; break;
 		case 'p': fprhex = optarg; break;
+		case 'r': require = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
 		default: usage(stderr); return EXIT_USAGE;
 		}
 	}
 	int nargs = argc - optind;
 	const char *cmd = nargs > 0 ? argv[optind] : NULL, *dev = nargs > 1 ? argv[optind + 1] : NULL;
-	static const char *const with_dev[] = { "add", "show", "disable", "enable", "rotate", "remove" };
+	static const char *const with_dev[] = { "add", "show", "disable", "enable", "rotate", "remove", "set" };
 	int needs_dev = 0, known = cmd && strcmp(cmd, "list") == 0;
 	for (size_t i = 0; cmd && i < sizeof(with_dev) / sizeof(with_dev[0]); i++)
 		if (strcmp(cmd, with_dev[i]) == 0)
@@ -142,9 +153,18 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mi-keys: %s takes %s\n", cmd, needs_dev ? "one DEVICE" : "no argument");
 		return EXIT_USAGE;
 	}
-	int is_add = strcmp(cmd, "add") == 0;
-	if ((topics || fprhex) && !is_add) {
-		fprintf(stderr, "mi-keys: --topics and --fingerprint go with add only\n");
+	int is_add = strcmp(cmd, "add") == 0, is_set = strcmp(cmd, "set") == 0;
+	if ((fprhex && !is_add) || ((topics || require) && !is_add && !is_set)) {
+		fprintf(stderr, "mi-keys: --fingerprint goes with add only, --topics and --require with add or set\n");
+		return EXIT_USAGE;
+	}
+	if (is_set && !topics && !require) {
+		fprintf(stderr, "mi-keys: set needs --topics or --require\n");
+		return EXIT_USAGE;
+	}
+	int req = require ? keys_require_parse(require, strlen(require)) : KEYS_REQ_NONE;
+	if (req < 0) {
+		fprintf(stderr, "mi-keys: --require must be mac, seal or none, not '%s'\n", require);
 		return EXIT_USAGE;
 	}
 	if (dev && !mi_devid_valid((const uint8_t *)dev, strlen(dev))) {
@@ -157,9 +177,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mi-keys: --fingerprint must be 64 hex digits (32 bytes)\n");
 		return EXIT_USAGE;
 	}
-	if (!topics)
+	if (!topics && is_add)
 		topics = "*";
-	if (is_add && keys_topics_valid(topics, strlen(topics), err, sizeof(err)) < 0) {
+	if (topics && keys_topics_valid(topics, strlen(topics), err, sizeof(err)) < 0) {
 		fprintf(stderr, "mi-keys: --topics: %s\n", err);
 		return EXIT_USAGE;
 	}
@@ -218,8 +238,19 @@ int main(int argc, char **argv)
 			rc = r == -EEXIST ? EXIT_NOTFOUND : r == -EINVAL ? EXIT_USAGE : EXIT_FILE;
 			goto cleanup;
 		}
+		if (is_add && require)
+			keys_set_require(k, dev, req);
 		print = 1;
 		done = is_add ? "added" : "rotated the key of";
+	} else if (is_set) {
+		if (topics && (r = keys_set_topics(k, dev, topics, err, sizeof(err))) < 0) {
+			fprintf(stderr, "mi-keys: --topics: %s\n", err);
+			rc = EXIT_USAGE;
+			goto cleanup;
+		}
+		if (require)
+			keys_set_require(k, dev, req);
+		done = "changed";
 	} else if (strcmp(cmd, "disable") == 0 || strcmp(cmd, "enable") == 0) {
 		int en = cmd[0] == 'e';
 		if (d->enabled == en) {

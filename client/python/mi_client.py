@@ -22,6 +22,13 @@ Per-frame MACs (keys mode, flags bit 1): after hello(), ``send_data(seq,
 data, mac=True)`` or ``send_and_wait_acks(frames, mac=True)`` append the
 16-byte MAC keyed with ``Client.session_key``; encode_data_mac() builds one.
 
+Sealed frames (keys mode, flags bit 2): ``send_data(seq, data, seal=True)``
+encrypts with XChaCha20-Poly1305 under the session key; that one needs
+libsodium (loaded with ctypes), everything else is the standard library.
+
+UDP (one DATA frame per datagram, no handshake): encode_udp(device, seq,
+data) builds the datagram; in keys mode pass key= (the device key itself).
+
 encode_frame() takes overrides (magic, version, length, pcrc, hcrc) so tests
 can build malformed frames; Client.send_raw() writes arbitrary bytes.
 """
@@ -130,6 +137,74 @@ def encode_data_mac(session_key: bytes, seq: int, data: bytes, topic: int = 0, t
     payload = data + m
     return encode_frame(DATA, payload, seq, topic, ts_ns, flags, length=ln,
                         pcrc=zlib.crc32(payload) if pcrc is None else pcrc)
+
+
+def encode_udp(device: str | bytes, seq: int, data: bytes, key: bytes | None = None, topic: int = 0,
+               ts_ns: int = 0, *, flags: int = 0, mac: bytes | None = None,
+               pcrc: int | None = None) -> bytes:
+    """One UDP datagram (docs/PROTOCOL.md, UDP): a DATA frame whose payload is
+    u8 id_len || device id || data.  With key (keys mode: the device's 32-byte
+    key) flags bit 1 is set and the payload ends with the MAC keyed with that
+    key over the header and id_len || id || data.  flags, mac and pcrc
+    override what is computed (tests: malformed or forged datagrams)."""
+    dev = device.encode() if isinstance(device, str) else bytes(device)
+    body = bytes([len(dev)]) + dev + bytes(data)
+    if key is None:
+        if mac is not None:
+            raise ValueError("mac= needs key= (a datagram without a key carries no MAC)")
+        return encode_frame(DATA, body, seq, topic, ts_ns, flags, pcrc=pcrc)
+    if len(key) != 32:
+        raise ValueError("key must be 32 bytes")
+    return encode_data_mac(key, seq, body, topic, ts_ns, flags, mac=mac, pcrc=pcrc)
+
+
+_sodium = None
+
+
+def _libsodium():
+    """libsodium through ctypes: the standard library has no XChaCha20-Poly1305."""
+    global _sodium
+    if _sodium is None:
+        import ctypes
+        import ctypes.util
+        name = ctypes.util.find_library("sodium") or "libsodium.so.23"
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError as e:
+            raise RuntimeError(f"sealed frames need libsodium ({name}): {e}") from e
+        if lib.sodium_init() < 0:
+            raise RuntimeError("libsodium failed to initialise")
+        _sodium = lib
+    return _sodium
+
+
+def seal_payload(session_key: bytes, server_nonce: bytes, header: bytes, data: bytes) -> bytes:
+    """XChaCha20-Poly1305 of data (docs/PROTOCOL.md, Sealed DATA): nonce = seq
+    (u64 LE, from the header) || the session's 16-byte server nonce, associated
+    data = header bytes 0..11 and 16..31.  Returns ciphertext || 16-byte tag."""
+    import ctypes
+    lib = _libsodium()
+    nonce = bytes(header[16:24]) + bytes(server_nonce)
+    ad = bytes(header[:12]) + bytes(header[16:32])
+    out = ctypes.create_string_buffer(len(data) + MAC_LEN)
+    olen = ctypes.c_ulonglong(0)
+    r = lib.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        out, ctypes.byref(olen), bytes(data), ctypes.c_ulonglong(len(data)), ad,
+        ctypes.c_ulonglong(len(ad)), None, nonce, bytes(session_key))
+    if r != 0:
+        raise RuntimeError("crypto_aead_xchacha20poly1305_ietf_encrypt failed")
+    return out.raw[:olen.value]
+
+
+def encode_data_sealed(session_key: bytes, server_nonce: bytes, seq: int, data: bytes, topic: int = 0,
+                       ts_ns: int = 0, flags: int = 0) -> bytes:
+    """A sealed DATA frame (flags bit 2): len = data + 16, pcrc over the
+    sealed payload."""
+    data = bytes(data)
+    flags |= F_SEALED
+    ln = len(data) + MAC_LEN
+    h = HDR.pack(MAGIC, VERSION, DATA, flags, topic, ln, 0, seq, ts_ns, 0)
+    return encode_frame(DATA, seal_payload(session_key, server_nonce, h, data), seq, topic, ts_ns, flags)
 
 
 def decode_header(buf: bytes) -> tuple:
@@ -306,9 +381,13 @@ class Client:
         self.send_raw(encode_frame(type, payload, seq, **kw))
 
     def encode_data(self, seq: int, payload: bytes, topic: int = 0, ts_ns: int = 0,
-                    flags: int = 0, mac: bool = False) -> bytes:
-        """A DATA frame; mac=True appends the per-frame MAC (needs the
-        session key of a keys-mode hello())."""
+                    flags: int = 0, mac: bool = False, seal: bool = False) -> bytes:
+        """A DATA frame; mac=True appends the per-frame MAC, seal=True seals
+        it (both need the session key of a keys-mode hello())."""
+        if seal:
+            if self.session_key is None:
+                raise ValueError(f"{self!r}: seal=True needs a session key (keys-mode hello())")
+            return encode_data_sealed(self.session_key, self.server_nonce, seq, payload, topic, ts_ns, flags)
         if mac:
             if self.session_key is None:
                 raise ValueError(f"{self!r}: mac=True needs a session key (keys-mode hello())")
@@ -316,8 +395,8 @@ class Client:
         return encode_frame(DATA, payload, seq, topic, ts_ns, flags)
 
     def send_data(self, seq: int, payload: bytes, topic: int = 0, ts_ns: int = 0,
-                  flags: int = 0, mac: bool = False):
-        self.send_raw(self.encode_data(seq, payload, topic, ts_ns, flags, mac))
+                  flags: int = 0, mac: bool = False, seal: bool = False):
+        self.send_raw(self.encode_data(seq, payload, topic, ts_ns, flags, mac, seal))
 
     def read_frame(self, timeout: float | None = None) -> Frame | None:
         """Next frame from the server, or None after timeout seconds
@@ -340,7 +419,8 @@ class Client:
                 return self.pending.pop(0)
 
     def send_and_wait_acks(self, frames, topic: int = 0,
-                           timeout: float | None = None, mac: bool = False) -> tuple[int, dict]:
+                           timeout: float | None = None, mac: bool = False,
+                           seal: bool = False) -> tuple[int, dict]:
         """Sends frames (an iterable of (seq, payload) or dicts of send_data
         arguments) batched into few writes, then waits until an ACK covers
         the highest seq not NACKed.  Returns (highest ACK seq seen,
@@ -367,10 +447,12 @@ class Client:
             kw = dict(f) if isinstance(f, dict) else {"seq": f[0], "payload": f[1]}
             kw.setdefault("topic", topic)
             kw.setdefault("mac", mac)
+            kw.setdefault("seal", seal)
             seqs.append(kw["seq"])
-            if kw.pop("mac"):
-                buf += self.encode_data(kw.pop("seq"), kw.pop("payload"), mac=True, **kw)
+            if kw["mac"] or kw["seal"]:
+                buf += self.encode_data(kw.pop("seq"), kw.pop("payload"), **kw)
             else:
+                del kw["mac"], kw["seal"]
                 buf += encode_frame(DATA, kw.pop("payload"), kw.pop("seq"), **kw)
             if len(buf) >= 256 << 10:
                 flush()

@@ -497,6 +497,39 @@ static void test_settings_file_and_env(void **state)
 	assert_int_equal(s.commit_us, 250);
 }
 
+static void test_settings_topics(void **state)
+{
+	(void)state;
+	struct settings s;
+	char err[CFG_ERR_LEN];
+	const char *p = write_ini("[topics]\nTelemetry = 1\nlogs.raw = 65535\ndefault = 0\n");
+	int r = sload(p, &s, 1, err);
+	if (r)
+		fail_msg("%s", err);
+	assert_int_equal(s.ntopics, 3);
+	assert_int_equal(settings_topic_id(&s, "telemetry", 9), 1);
+	assert_int_equal(settings_topic_id(&s, "TELEMETRY", 9), 1);
+	assert_int_equal(settings_topic_id(&s, "logs.raw", 8), 65535);
+	assert_int_equal(settings_topic_id(&s, "default", 7), 0);
+	assert_int_equal(settings_topic_id(&s, "logs", 4), -1);
+	assert_int_equal(sload(NULL, &s, 1, err), 0);
+	assert_int_equal(s.ntopics, 0);
+	assert_int_equal(settings_topic_id(&s, "default", 7), 0);   /* topic 0 without a section */
+	static const char *const bad[][2] = {
+		{ "[topics]\na = 1\nb = 1\n", "id already named 'a'" },
+		{ "[topics]\na = x\n", "[topics] a = 'x': a topic id is 1..65535" },
+		{ "[topics]\na = 0\n", "[topics] a = '0'" },
+		{ "[topics]\ndefault = 3\n", "[topics] default = '3'" },
+		{ "[topics]\na b = 1\n", "[topics] a b: a topic name is 1-32 bytes" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		p = write_ini(bad[i][0]);
+		assert_int_equal(sload(p, &s, 1, err), -EINVAL);
+		if (!strstr(err, bad[i][1]))
+			fail_msg("%s: got '%s', want '%s'", bad[i][0], err, bad[i][1]);
+	}
+}
+
 static void test_settings_unknown_key_checked_when_asked(void **state)
 {
 	(void)state;
@@ -586,6 +619,7 @@ int main(void)
 		T(test_sections_are_listed),
 		T(test_settings_defaults),
 		T(test_settings_file_and_env),
+		T(test_settings_topics),
 		T(test_settings_unknown_key_checked_when_asked),
 		T(test_settings_skip_sink_sections),
 		T(test_settings_validation_errors),

@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <strings.h>
+
 #include <sodium.h>
 
 #include "tests/unit/testdir.h"
@@ -357,6 +359,56 @@ static void test_rotate_and_disable(void **state)
 	keys_free(k);
 }
 
+static int lookup(void *ctx, const char *name, size_t len)
+{
+	(void)ctx;
+	static const char *const names[] = { "default", "tel", "logs" };
+	for (int i = 0; i < 3; i++)
+		if (strlen(names[i]) == len && !strncasecmp(names[i], name, len))
+			return i == 0 ? 0 : 10 * i;
+	return -1;
+}
+
+/* require= round-trips; topic names resolve to ids; an unknown name is an
+ * error naming file, line, device and topic. */
+static void test_require_and_topic_ids(void **state)
+{
+	struct fix *f = *state;
+	put(f->path, "a key=" K1 " topics=tel,LOGS require=seal\nb key=" K1 " topics=* require=mac\n"
+		     "c key=" K1 " topics=default\n", 0600);
+	keys_t *k = load_ok(f);
+	assert_int_equal(get(k, "a")->require, KEYS_REQ_SEAL);
+	assert_int_equal(get(k, "b")->require, KEYS_REQ_MAC);
+	assert_int_equal(get(k, "c")->require, KEYS_REQ_NONE);
+	assert_int_equal(keys_resolve_topics(k, lookup, NULL, f->path, f->err, sizeof(f->err)), 0);
+	assert_true(keys_topic_id_allowed(get(k, "a"), 10));
+	assert_true(keys_topic_id_allowed(get(k, "a"), 20));
+	assert_false(keys_topic_id_allowed(get(k, "a"), 0));
+	assert_true(keys_topic_id_allowed(get(k, "b"), 12345));
+	assert_true(keys_topic_id_allowed(get(k, "c"), 0));
+	assert_false(keys_topic_id_allowed(get(k, "c"), 10));
+	assert_int_equal(keys_set_require(k, "a", KEYS_REQ_NONE), 0);
+	assert_int_equal(keys_set_require(k, "zz", KEYS_REQ_MAC), -ENOENT);
+	assert_int_equal(keys_set_topics(k, "c", "tel,,x", f->err, sizeof(f->err)), -EINVAL);
+	assert_string_equal(get(k, "c")->topics, "default");        /* unchanged on error */
+	assert_int_equal(keys_set_topics(k, "c", "nosuch", f->err, sizeof(f->err)), 0);
+	assert_int_equal(keys_write(k, f->path, f->err, sizeof(f->err)), 0);
+	keys_free(k);
+	k = load_ok(f);
+	assert_int_equal(get(k, "a")->require, KEYS_REQ_NONE);
+	assert_int_equal(get(k, "b")->require, KEYS_REQ_MAC);
+	assert_int_equal(keys_resolve_topics(k, lookup, NULL, f->path, f->err, sizeof(f->err)), -EINVAL);
+	assert_true(!strncmp(f->err, f->path, strlen(f->path)) && f->err[strlen(f->path)] == ':');
+	assert_non_null(strstr(f->err, ": device 'c': topic 'nosuch' is not named in the config's [topics]"));
+	keys_free(k);
+	put(f->path, "a key=" K1 " topics=* require=both\n", 0600);
+	assert_int_equal(keys_load(f->path, &k, f->err, sizeof(f->err)), -EINVAL);
+	assert_non_null(strstr(f->err, "require= must be mac or seal, got 'both'"));
+	put(f->path, "a key=" K1 " topics=* require=mac require=mac\n", 0600);
+	assert_int_equal(keys_load(f->path, &k, f->err, sizeof(f->err)), -EINVAL);
+	assert_non_null(strstr(f->err, "require= given twice"));
+}
+
 static int dir_entries(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -454,6 +506,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_api_add_remove, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_rotate_and_disable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_require_and_topic_ids, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_atomic_write_mode, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_large, setup, teardown),
 	};
