@@ -13,6 +13,19 @@
  * The rate limit is a token bucket refilled every loop and the loop wakes at
  * least every millisecond while it waits for tokens, so the offered load is
  * smooth at the millisecond scale.
+ *
+ * Keys mode (--keys-file): connection i is device <prefix><i> of the registry
+ * and runs HELLO -> CHALLENGE -> AUTH -> WELCOME, checking the server's
+ * proof.  --mac appends the per-frame MAC, --seal seals every payload
+ * (docs/PROTOCOL.md), both with the connection's session key; since frames
+ * are rebuilt from their seq, a frame resent after a reconnect is MACed or
+ * sealed for the new session, still without any copy.  A frame rebuilt to
+ * finish a partial write gets the ts_ns of the write that began it, so its
+ * bytes (MAC or tag included) are those already half sent.
+ *
+ * --handshakes: no DATA; every connection loops connect, HELLO, [CHALLENGE,
+ * AUTH,] WELCOME, BYE, wait for the server's close, and again; reported as
+ * handshakes/s and handshake latency (connect() to WELCOME).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +33,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +45,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/mi_client.h"
 #include "common/frame.h"
+#include "common/keys.h"
 #include "common/pool.h"
 
 /* ---- latency histogram: log-linear, 128 sub-buckets per power of two ----
@@ -96,7 +112,9 @@ static uint64_t h_quantile(const struct hist *h, double q)
 
 /* ---- connections ---- */
 
-enum cstate { C_DOWN, C_CONNECTING, C_HELLO, C_UP };
+/* C_AUTH: keys mode, AUTH sent; C_BYE: --handshakes, BYE sent, waiting for
+ * the server to close */
+enum cstate { C_DOWN, C_CONNECTING, C_HELLO, C_AUTH, C_UP, C_BYE };
 
 struct conn {
 	int fd;
@@ -109,19 +127,25 @@ struct conn {
 	uint64_t next;      /* next seq to create */
 	uint64_t wseq;      /* first seq not fully written */
 	uint64_t acked;     /* highest seq acked */
-	uint64_t deadline;  /* C_DOWN: retry at; C_CONNECTING/C_HELLO: give up at */
+	uint64_t deadline;  /* C_DOWN: retry at; C_CONNECTING/C_HELLO/C_AUTH/C_BYE: give up at */
 	uint64_t rx_ns;     /* C_UP: last ACK, or when the ack wait began */
+	uint64_t wts;       /* ts_ns of the frames of the write that left woff > 0 */
+	uint64_t hs_ns;     /* when connect() was called: handshake latency */
 	uint32_t backoff_ms;
 	struct mi_decoder dec;
+	/* keys mode */
+	const struct keys_device *dev;
+	uint8_t cnonce[MI_NONCE_LEN], snonce[MI_NONCE_LEN];
+	uint8_t sess[32];   /* session key, for --mac / --seal */
 };
 
 struct opts {
-	const char *host, *prefix;
+	const char *host, *prefix, *keys_file;
 	uint16_t port;
 	uint32_t conns, window, size;
 	uint64_t rate;
 	double duration;
-	int json;
+	int json, mac, seal, handshakes;
 };
 
 static struct opts o = { .host = "127.0.0.1", .port = 7400, .conns = 1, .window = 64,
@@ -135,16 +159,19 @@ static pool_t *pool;
 static uint8_t *scratch, *payload;
 static size_t scratch_cap;
 static uint32_t frame_len, payload_crc;
+static uint32_t auth_len;      /* 16 with --mac or --seal: what the payload grows by */
+static keys_t *keys;
 static struct sockaddr_storage addr;
 static socklen_t addr_len;
-static struct hist hist;
-static uint64_t now, real_now;
+static struct hist hist, hs_hist;
+static uint64_t now, real_now, t_end;
 static int stopping;
 
 static struct {
 	uint64_t sent, acked, resent, nacks, outstanding;
 	uint64_t err_connect, err_io, err_proto, err_refused, err_timeout;
 	uint64_t writes, last_ack_ns;
+	uint64_t handshakes, hs_in_window;   /* WELCOMEs; those before the end of -d */
 	unsigned last_nack_code;
 	char last_nack[128];
 	unsigned logged;
@@ -234,6 +261,7 @@ static void conn_start(struct conn *c)
 	}
 	c->state = C_CONNECTING;
 	c->deadline = now + 5000000000ull;
+	c->hs_ns = now;
 }
 
 static void want_out(struct conn *c, int on)
@@ -245,20 +273,92 @@ static void want_out(struct conn *c, int on)
 
 static void send_hello(struct conn *c)
 {
-	uint8_t pl[1 + MI_DEVID_MAX + MI_NONCE_LEN], fr[MI_HDR_LEN + sizeof(pl)];
+	uint8_t pl[1 + MI_DEVID_MAX + MI_NONCE_LEN + MI_FPR_LEN], fr[MI_HDR_LEN + sizeof(pl)];
 	int n = snprintf((char *)pl + 1, MI_DEVID_MAX + 1, "%s%u", o.prefix, c->idx);
 	pl[0] = (uint8_t)n;
-	if (getrandom(pl + 1 + n, MI_NONCE_LEN, GRND_NONBLOCK) != MI_NONCE_LEN)
-		memset(pl + 1 + n, 0x5a, MI_NONCE_LEN);
-	size_t len = mi_frame_build(fr, sizeof(fr), MI_HELLO, 0, 0, 0, 0, pl,
-				    (uint32_t)(1 + n + MI_NONCE_LEN));
-	/* a fresh socket's buffer always takes 100 bytes */
+	/* the client nonce enters the keys-mode proofs: fresh for every HELLO */
+	if (getrandom(c->cnonce, MI_NONCE_LEN, GRND_NONBLOCK) != MI_NONCE_LEN)
+		randombytes_buf(c->cnonce, MI_NONCE_LEN);
+	memcpy(pl + 1 + n, c->cnonce, MI_NONCE_LEN);
+	uint32_t plen = (uint32_t)(1 + n + MI_NONCE_LEN);
+	uint16_t flags = 0;
+	if (c->dev && c->dev->has_fpr) {   /* the registry's fingerprint, as the device sends it */
+		memcpy(pl + plen, c->dev->fpr, MI_FPR_LEN);
+		plen += MI_FPR_LEN;
+		flags = MI_F_FPR;
+	}
+	size_t len = mi_frame_build(fr, sizeof(fr), MI_HELLO, flags, 0, 0, 0, pl, plen);
+	/* a fresh socket's buffer always takes 150 bytes */
 	if (write(c->fd, fr, len) != (ssize_t)len) {
 		conn_log(c, "write HELLO: %s", strerror(errno));
 		conn_down(c, &st.err_io);
 		return;
 	}
 	c->state = C_HELLO;
+}
+
+/* keyed BLAKE2b-256 (device key) over label || Ns || Nc [|| id || fpr]
+ * (docs/PROTOCOL.md, Handshake (keys mode)) */
+static void keyed_hash(const struct conn *c, uint8_t out[32], const char *label, int with_id)
+{
+	crypto_generichash_state hs;
+	crypto_generichash_init(&hs, c->dev->key, KEYS_KEY_LEN, 32);
+	crypto_generichash_update(&hs, (const uint8_t *)label, strlen(label));
+	crypto_generichash_update(&hs, c->snonce, MI_NONCE_LEN);
+	crypto_generichash_update(&hs, c->cnonce, MI_NONCE_LEN);
+	if (with_id) {
+		crypto_generichash_update(&hs, (const uint8_t *)c->dev->id, c->dev->id_len);
+		if (c->dev->has_fpr)
+			crypto_generichash_update(&hs, c->dev->fpr, MI_FPR_LEN);
+	}
+	crypto_generichash_final(&hs, out, 32);
+	sodium_memzero(&hs, sizeof(hs));
+}
+
+/* CHALLENGE received: answer with AUTH.  0, or -1 with the connection down. */
+static int send_auth(struct conn *c)
+{
+	uint8_t proof[MI_PROOF_LEN], fr[MI_HDR_LEN + MI_PROOF_LEN];
+	keyed_hash(c, proof, "MI1-auth", 1);
+	mi_frame_build(fr, sizeof(fr), MI_AUTH, 0, 0, 0, 0, proof, MI_PROOF_LEN);
+	/* nothing else was written since the HELLO: the socket buffer takes it */
+	if (write(c->fd, fr, sizeof(fr)) != (ssize_t)sizeof(fr)) {
+		conn_log(c, "write AUTH: %s", strerror(errno));
+		conn_down(c, &st.err_io);
+		return -1;
+	}
+	c->state = C_AUTH;
+	return 0;
+}
+
+/* --handshakes: WELCOME received; BYE, then the server closes.  0 or -1
+ * with the connection down. */
+static int send_bye(struct conn *c)
+{
+	uint8_t fr[MI_HDR_LEN];
+	mi_frame_build(fr, sizeof(fr), MI_BYE, 0, 0, 0, 0, NULL, 0);
+	if (write(c->fd, fr, sizeof(fr)) != (ssize_t)sizeof(fr)) {
+		conn_log(c, "write BYE: %s", strerror(errno));
+		conn_down(c, &st.err_io);
+		return -1;
+	}
+	c->state = C_BYE;
+	c->deadline = now + 5000000000ull;
+	return 0;
+}
+
+/* --handshakes: the server closed after our BYE; the next handshake starts
+ * at once (no backoff: nothing failed). */
+static void hs_again(struct conn *c)
+{
+	close(c->fd);
+	c->fd = -1;
+	c->state = C_DOWN;
+	c->blocked = 0;
+	mi_dec_reset(&c->dec);
+	c->deadline = now;
+	if (!stopping)
+		conn_start(c);
 }
 
 /* Frames (acked, upto] are done; record latency of those not NACKed. */
@@ -300,23 +400,58 @@ static void on_welcome(struct conn *c, uint64_t w)
 	rq_push(c);
 }
 
+/* 0, -1 protocol error, -2 server said BYE, -3 the connection is already
+ * down (counted) */
 static int on_frame(struct conn *c, const struct mi_frame *f)
 {
+	if (c->state == C_BYE)
+		return 0;   /* the server closes: whatever comes first is not needed */
 	switch (f->h.type) {
 	case MI_WELCOME:
-		if (c->state != C_HELLO || f->h.len < 4)
+		if ((c->state != C_HELLO && c->state != C_AUTH) || f->h.len < 4)
 			break;
-		if (mi_get32(f->payload) < o.size) {
-			fprintf(stderr, "mi-load: %s:%u: server's max frame %u is below --size %u\n",
-				o.host, o.port, mi_get32(f->payload), o.size);
+		if (keys) {
+			uint8_t want[MI_PROOF_LEN];
+			if (c->state != C_AUTH) {
+				fprintf(stderr, "mi-load: %s:%u: --keys-file given, but the server answered "
+					"HELLO with WELCOME, not CHALLENGE: it is in open mode\n", o.host, o.port);
+				exit(2);
+			}
+			if (f->h.len < 4 + MI_PROOF_LEN)
+				break;
+			keyed_hash(c, want, "MI1-srv", 1);
+			if (sodium_memcmp(want, f->payload + 4, MI_PROOF_LEN) != 0) {
+				fprintf(stderr, "mi-load: %s:%u device %s: WELCOME carries a wrong server "
+					"proof: the server does not hold this device's key\n", o.host, o.port,
+					c->dev->id);
+				exit(2);
+			}
+			keyed_hash(c, c->sess, "MI1-sess", 0);
+		}
+		if (!o.handshakes && mi_get32(f->payload) < o.size + auth_len) {
+			fprintf(stderr, "mi-load: %s:%u: server's max frame %u is below --size %u%s\n",
+				o.host, o.port, mi_get32(f->payload), o.size,
+				auth_len ? " + 16 (MAC or seal tag)" : "");
 			exit(2);
 		}
+		h_record(&hs_hist, now - c->hs_ns);
+		st.handshakes++;
+		if (now < t_end)
+			st.hs_in_window++;
+		if (o.handshakes)
+			return send_bye(c) < 0 ? -3 : 0;
 		on_welcome(c, f->h.seq);
 		return 0;
 	case MI_CHALLENGE:
-		fprintf(stderr, "mi-load: %s:%u: server wants keys-mode authentication, "
-			"not supported\n", o.host, o.port);
-		exit(2);
+		if (!keys) {
+			fprintf(stderr, "mi-load: %s:%u: server wants keys-mode authentication: give "
+				"--keys-file\n", o.host, o.port);
+			exit(2);
+		}
+		if (c->state != C_HELLO || f->h.len != MI_NONCE_LEN)
+			break;
+		memcpy(c->snonce, f->payload, MI_NONCE_LEN);
+		return send_auth(c) < 0 ? -3 : 0;
 	case MI_ACK:
 		if (c->state != C_UP)
 			break;
@@ -335,7 +470,14 @@ static int on_frame(struct conn *c, const struct mi_frame *f)
 		memcpy(st.last_nack, f->payload + 2, rl);
 		st.last_nack[rl] = 0;
 		st.last_nack_code = code;
-		if (c->state == C_HELLO) {
+		if (c->state == C_HELLO || c->state == C_AUTH) {
+			if (code == MI_NACK_AUTH_FAILED) {
+				/* every retry would fail the same way (and earn a ban) */
+				fprintf(stderr, "mi-load: %s:%u device %s%u: authentication failed (NACK 5 "
+					"%s): is --keys-file the server's keys file, with the device enabled?\n",
+					o.host, o.port, o.prefix, c->idx, st.last_nack);
+				exit(2);
+			}
 			conn_log(c, "HELLO refused: %u %s (%s)", code, mi_nack_name(code), st.last_nack);
 			return -1;
 		}
@@ -363,6 +505,10 @@ static void on_readable(struct conn *c)
 	static uint8_t rbuf[64 << 10];
 	for (;;) {
 		ssize_t r = read(c->fd, rbuf, sizeof(rbuf));
+		if (r == 0 && c->state == C_BYE) {
+			hs_again(c);
+			return;
+		}
 		if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
 			conn_log(c, "%s", r == 0 ? "connection closed by the server" : strerror(errno));
 			conn_down(c, &st.err_io);
@@ -389,9 +535,11 @@ static void on_readable(struct conn *c)
 			} else if (d == MI_DEC_FRAME) {
 				e = on_frame(c, &f);
 			}
+			if (e == -3)
+				return;
 			if (e < 0) {
-				conn_down(c, e == -2 ? &st.err_io : c->state == C_HELLO ? &st.err_refused
-											 : &st.err_proto);
+				int hs = c->state == C_HELLO || c->state == C_AUTH;
+				conn_down(c, e == -2 ? &st.err_io : hs ? &st.err_refused : &st.err_proto);
 				return;
 			}
 		}
@@ -441,13 +589,25 @@ static uint64_t conn_fill(struct conn *c, uint64_t fresh)
 	c->next += fresh;
 	st.sent += fresh;
 	uint64_t n = old + fresh;
-	struct mi_hdr h = { .version = MI_VERSION, .type = MI_DATA, .len = o.size,
-			    .pcrc = payload_crc, .ts_ns = real_now };
+	/* a frame half written must come out with the same bytes: its ts_ns
+	 * (and so its MAC or tag) is that of the write that began it */
+	uint64_t ts = c->woff ? c->wts : real_now;
+	struct mi_hdr h = { .version = MI_VERSION, .type = MI_DATA, .flags = o.mac ? MI_F_MAC : 0,
+			    .len = o.size + auth_len, .pcrc = payload_crc, .ts_ns = ts };
 	for (uint64_t i = 0; i < n; i++) {
 		uint8_t *p = scratch + i * frame_len;
 		h.seq = c->wseq + i;
-		mi_hdr_encode(&h, p);
+		if (o.seal) {
+			mic_seal_frame(p, frame_len, c->sess, c->snonce, 0, h.seq, ts, payload, o.size);
+			continue;
+		}
 		memcpy(p + MI_HDR_LEN, payload, o.size);
+		if (o.mac) {
+			uint8_t *mac = p + MI_HDR_LEN + o.size;
+			mi_frame_mac(mac, c->sess, &h, payload, o.size);
+			h.pcrc = mi_crc32_update(payload_crc, mac, MI_MAC_LEN);
+		}
+		mi_hdr_encode(&h, p);
 	}
 	size_t total = n * frame_len - c->woff;
 	ssize_t w = write(c->fd, scratch + c->woff, total);
@@ -464,6 +624,8 @@ static uint64_t conn_fill(struct conn *c, uint64_t fresh)
 	uint64_t done = c->woff + (uint64_t)w;
 	c->wseq += done / frame_len;
 	c->woff = (uint32_t)(done % frame_len);
+	if (c->woff)
+		c->wts = ts;
 	if ((size_t)w < total)
 		want_out(c, 1);
 	return fresh;
@@ -505,10 +667,14 @@ static void housekeeping(void)
 {
 	for (uint32_t i = 0; i < o.conns; i++) {
 		struct conn *c = &conns[i];
-		if (c->state == C_DOWN && now >= c->deadline && !(stopping && c->next - 1 == c->acked))
+		if (c->state == C_DOWN && now >= c->deadline &&
+		    !(stopping && (o.handshakes || c->next - 1 == c->acked)))
 			conn_start(c);
-		else if ((c->state == C_CONNECTING || c->state == C_HELLO) && now >= c->deadline) {
-			conn_log(c, c->state == C_HELLO ? "no WELCOME within 5 s" : "connect: timed out");
+		else if ((c->state == C_CONNECTING || c->state == C_HELLO || c->state == C_AUTH ||
+			  c->state == C_BYE) && now >= c->deadline) {
+			conn_log(c, c->state == C_HELLO || c->state == C_AUTH ? "no WELCOME within 5 s"
+				    : c->state == C_BYE ? "server did not close within 5 s of BYE"
+				    : "connect: timed out");
 			conn_down(c, &st.err_connect);
 		} else if (c->state == C_UP && c->wseq - 1 > c->acked &&
 			   now - c->rx_ns >= ACK_TIMEOUT_NS) {
@@ -523,6 +689,7 @@ static void housekeeping(void)
 static const char usage[] =
 	"usage: mi-load [-h HOST] [-p PORT] [-c CONNECTIONS] [-w WINDOW] [-s SIZE] [-r RATE]\n"
 	"               [-d SECONDS] [--devices-prefix P] [--json]\n"
+	"               [--keys-file FILE [--mac | --seal]] [--handshakes]\n"
 	"\n"
 	"  -h HOST    server (default 127.0.0.1)        -p PORT   (default 7400)\n"
 	"  -c N       connections, one device each (default 1)\n"
@@ -532,11 +699,23 @@ static const char usage[] =
 	"  -d SEC     sending time (default 10); then up to 5 s more for ACKs\n"
 	"  --devices-prefix P   device ids are P0, P1, ... (default load-)\n"
 	"  --json     one JSON object line on stdout instead of the text report\n"
+	"  --keys-file FILE  keys mode: the device registry (mi-keys; mode 0600); each\n"
+	"             connection's device P<i> must be there, enabled; HELLO, CHALLENGE,\n"
+	"             AUTH, WELCOME with the server's proof checked\n"
+	"  --mac      keys mode: every DATA frame ends with the per-frame MAC\n"
+	"  --seal     keys mode: every DATA payload is sealed (XChaCha20-Poly1305)\n"
+	"  --handshakes  no DATA: each connection loops connect, HELLO, [CHALLENGE,\n"
+	"             AUTH,] WELCOME, BYE, server close, for -d seconds\n"
 	"\n"
 	"Reports acked frames/s, MB/s of payload, ACK latency p50/p99/p99.9/max\n"
 	"(from a frame's write to the ACK covering it), NACKs and connection\n"
-	"errors (connections are re-established and unacked frames resent).\n"
-	"Exit status: 0 ran (even with errors), 1 bad usage, 2 cannot run.\n";
+	"errors (connections are re-established and unacked frames resent); the\n"
+	"handshakes done and their latency (connect() to WELCOME); with\n"
+	"--handshakes, handshakes/s.  The CPU time mi-load itself used is reported\n"
+	"too (client and server share the machine when run on one box).\n"
+	"Exit status: 0 ran (even with errors), 1 bad usage, 2 cannot run (server\n"
+	"unreachable is not that: it shows as connection errors; a refused key,\n"
+	"a device missing from --keys-file or a server in the other mode is).\n";
 
 static int num(const char *s, double max, double *ret)
 {
@@ -555,6 +734,10 @@ static int parse(int argc, char **argv)
 	static const struct option lo[] = {
 		{ "devices-prefix", required_argument, 0, 'P' },
 		{ "json", no_argument, 0, 'J' },
+		{ "keys-file", required_argument, 0, 'K' },
+		{ "mac", no_argument, 0, 'M' },
+		{ "seal", no_argument, 0, 'E' },
+		{ "handshakes", no_argument, 0, 'S' },
 		{ "help", no_argument, 0, 'H' },
 		{ 0, 0, 0, 0 },
 	};
@@ -565,6 +748,10 @@ static int parse(int argc, char **argv)
 		case 'h': o.host = optarg; break;
 		case 'P': o.prefix = optarg; break;
 		case 'J': o.json = 1; break;
+		case 'K': o.keys_file = optarg; break;
+		case 'M': o.mac = 1; break;
+		case 'E': o.seal = 1; break;
+		case 'S': o.handshakes = 1; break;
 		case 'H': fputs(usage, stdout); exit(0);
 		case 'p': if (num(optarg, 65535, &v) < 0 || v < 1) return -1; o.port = (uint16_t)v; break;
 		case 'c': if (num(optarg, 1000000, &v) < 0 || v < 1) return -1; o.conns = (uint32_t)v; break;
@@ -577,6 +764,18 @@ static int parse(int argc, char **argv)
 	}
 	if (optind < argc)
 		return -1;
+	if ((o.mac || o.seal) && !o.keys_file) {
+		fprintf(stderr, "mi-load: %s needs --keys-file (keys mode)\n", o.seal ? "--seal" : "--mac");
+		return -1;
+	}
+	if (o.mac && o.seal) {
+		fprintf(stderr, "mi-load: --mac and --seal exclude each other: a sealed frame carries no MAC\n");
+		return -1;
+	}
+	if (o.handshakes && (o.mac || o.seal)) {
+		fprintf(stderr, "mi-load: --handshakes sends no DATA: --mac and --seal do not apply\n");
+		return -1;
+	}
 	char probe[MI_DEVID_MAX + 16];
 	int n = snprintf(probe, sizeof(probe), "%s%u", o.prefix, o.conns - 1);
 	if (n < 0 || !mi_devid_valid((uint8_t *)probe, (size_t)n)) {
@@ -608,7 +807,16 @@ static int setup(void)
 			fprintf(stderr, "mi-load: only %llu file descriptors: some connections will fail\n",
 				(unsigned long long)rl.rlim_cur);
 	}
-	frame_len = MI_HDR_LEN + o.size;
+	if (sodium_init() < 0) {
+		fprintf(stderr, "mi-load: libsodium does not initialise\n");
+		return -1;
+	}
+	auth_len = o.mac || o.seal ? MI_MAC_LEN : 0;
+	if (o.size > MI_MAX_FRAME_CAP - auth_len) {
+		fprintf(stderr, "mi-load: --size %u + 16 is above the 16 MiB frame cap\n", o.size);
+		return -1;
+	}
+	frame_len = MI_HDR_LEN + o.size + auth_len;
 	scratch_cap = (size_t)frame_len * 2 > (256u << 10) ? (size_t)frame_len * 2 : (256u << 10);
 	conns = calloc(o.conns, sizeof(*conns));
 	sent_ns = calloc((size_t)o.conns * o.window, sizeof(*sent_ns));
@@ -629,7 +837,36 @@ static int setup(void)
 		conns[i].fd = -1;
 		mi_dec_init(&conns[i].dec, pool, MI_MAX_FRAME_DEFAULT);
 	}
+	if (o.keys_file) {
+		char err[512], id[MI_DEVID_MAX + 16];
+		int r = keys_load(o.keys_file, &keys, err, sizeof(err));
+		if (r < 0) {
+			fprintf(stderr, "mi-load: --keys-file: %s\n", err[0] ? err : strerror(-r));
+			return -1;
+		}
+		for (uint32_t i = 0; i < o.conns; i++) {
+			int n = snprintf(id, sizeof(id), "%s%u", o.prefix, i);
+			const struct keys_device *d = keys_find(keys, id, (size_t)n);
+			if (!d || !d->enabled) {
+				fprintf(stderr, "mi-load: --keys-file %s: %s '%s' (connection %u of %u is device "
+					"%s<i>; add the devices with mi-keys, or change -c / --devices-prefix)\n",
+					o.keys_file, d ? "device disabled:" : "no device", id, i, o.conns,
+					o.prefix);
+				return -1;
+			}
+			conns[i].dev = d;
+		}
+	}
 	return 0;
+}
+
+/* the NACK reason as a JSON string body: no quotes, backslashes or controls */
+static const char *json_safe(char *s)
+{
+	for (char *p = s; *p; p++)
+		if (*p == '"' || *p == '\\' || (unsigned char)*p < 0x20)
+			*p = ' ';
+	return s;
 }
 
 static void report(double elapsed)
@@ -638,7 +875,15 @@ static void report(double elapsed)
 	double mbs = fps * o.size / 1e6;
 	double us = 1e3;
 	uint64_t errors = st.err_connect + st.err_io + st.err_proto + st.err_refused + st.err_timeout;
+	double hps = o.duration > 0 ? (double)st.hs_in_window / o.duration : 0;
+	const char *fa = o.seal ? "sealed" : o.mac ? "mac" : "none";
+	struct rusage ru;
+	double cpu = 0;
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		cpu = (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 +
+		      (double)ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 	if (o.json) {
+		/* the original fields first, unchanged; the keys-mode ones after */
 		printf("{\"host\":\"%s\",\"port\":%u,\"connections\":%u,\"window\":%u,\"size\":%u,"
 		       "\"rate\":%" PRIu64 ",\"duration_s\":%.3f,\"elapsed_s\":%.3f,\"sent\":%" PRIu64
 		       ",\"acked\":%" PRIu64 ",\"resent\":%" PRIu64 ",\"unacked\":%" PRIu64
@@ -646,16 +891,38 @@ static void report(double elapsed)
 		       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
 		       "\"nacks\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"err_connect\":%" PRIu64
 		       ",\"err_io\":%" PRIu64 ",\"err_proto\":%" PRIu64 ",\"err_refused\":%" PRIu64
-		       ",\"err_timeout\":%" PRIu64 ",\"writes\":%" PRIu64 "}\n",
+		       ",\"err_timeout\":%" PRIu64 ",\"writes\":%" PRIu64 ",",
 		       o.host, o.port, o.conns, o.window, o.size, o.rate, o.duration, elapsed, st.sent,
 		       st.acked, st.resent, st.outstanding, fps, mbs, fps * frame_len / 1e6,
 		       h_quantile(&hist, 0.5) / us, h_quantile(&hist, 0.99) / us,
 		       h_quantile(&hist, 0.999) / us, hist.max / us, st.nacks, errors, st.err_connect,
 		       st.err_io, st.err_proto, st.err_refused, st.err_timeout, st.writes);
+		printf("\"scenario\":\"%s\",\"auth\":\"%s\",\"frame_auth\":\"%s\",\"frame_bytes\":%u,"
+		       "\"handshakes\":%" PRIu64 ",\"handshakes_per_s\":%.1f,\"hs_p50_us\":%.1f,"
+		       "\"hs_p99_us\":%.1f,\"hs_p999_us\":%.1f,\"hs_max_us\":%.1f,"
+		       "\"last_nack_code\":%u,\"last_nack\":\"%s\",\"client_cpu_s\":%.3f}\n",
+		       o.handshakes ? "handshakes" : "frames", keys ? "keys" : "open", fa, frame_len,
+		       st.handshakes, hps, h_quantile(&hs_hist, 0.5) / us, h_quantile(&hs_hist, 0.99) / us,
+		       h_quantile(&hs_hist, 0.999) / us, hs_hist.max / us, st.last_nack_code,
+		       json_safe(st.last_nack), cpu);
 		return;
 	}
-	printf("mi-load: %s:%u, %u connections, window %u, %u-byte payloads, rate %s\n", o.host,
-	       o.port, o.conns, o.window, o.size, o.rate ? "limited" : "unlimited");
+	if (o.handshakes) {
+		printf("mi-load: %s:%u, %s mode handshakes, %u connections in parallel, %.1f s\n", o.host,
+		       o.port, keys ? "keys" : "open", o.conns, o.duration);
+		printf("  %" PRIu64 " handshakes in %.2f s: %.0f handshakes/s\n", st.hs_in_window,
+		       o.duration, hps);
+		printf("  handshake latency ms (connect to WELCOME): p50 %.3f  p99 %.3f  p99.9 %.3f  "
+		       "max %.3f\n", h_quantile(&hs_hist, 0.5) / 1e6, h_quantile(&hs_hist, 0.99) / 1e6,
+		       h_quantile(&hs_hist, 0.999) / 1e6, hs_hist.max / 1e6);
+		printf("  errors %" PRIu64 " (connect %" PRIu64 ", io %" PRIu64 ", protocol %" PRIu64
+		       ", refused %" PRIu64 "); mi-load CPU %.2f s\n", errors, st.err_connect, st.err_io,
+		       st.err_proto, st.err_refused, cpu);
+		return;
+	}
+	printf("mi-load: %s:%u, %u connections, window %u, %u-byte payloads, rate %s, %s mode%s\n",
+	       o.host, o.port, o.conns, o.window, o.size, o.rate ? "limited" : "unlimited",
+	       keys ? "keys" : "open", o.seal ? ", sealed" : o.mac ? ", per-frame MAC" : "");
 	if (o.rate)
 		printf("  offered %" PRIu64 " frames/s\n", o.rate);
 	printf("  acked %" PRIu64 " frames in %.2f s: %.0f frames/s, %.2f MB/s payload\n", st.acked,
@@ -671,6 +938,8 @@ static void report(double elapsed)
 	if (st.nacks)
 		printf("  last NACK: %u %s (%s)\n", st.last_nack_code, mi_nack_name(st.last_nack_code),
 		       st.last_nack);
+	printf("  %" PRIu64 " handshakes, latency ms p50 %.3f p99 %.3f; mi-load CPU %.2f s\n",
+	       st.handshakes, h_quantile(&hs_hist, 0.5) / 1e6, h_quantile(&hs_hist, 0.99) / 1e6, cpu);
 }
 
 int main(int argc, char **argv)
@@ -683,7 +952,9 @@ int main(int argc, char **argv)
 		return 2;
 	now = mono_ns();
 	real_now = wall_ns();
-	uint64_t t0 = now, t_end = t0 + (uint64_t)(o.duration * 1e9), t_drain = t_end + 5000000000ull;
+	uint64_t t0 = now, t_drain;
+	t_end = t0 + (uint64_t)(o.duration * 1e9);
+	t_drain = t_end + 5000000000ull;
 	uint64_t last_refill = now, last_house = now;
 	double burst = o.rate ? (o.rate / 100.0 > 1 ? o.rate / 100.0 : 1) : 0;
 	for (uint32_t i = 0; i < o.conns; i++)
@@ -741,7 +1012,9 @@ int main(int argc, char **argv)
 		if (conns[i].fd >= 0)
 			close(conns[i].fd);
 		mi_dec_reset(&conns[i].dec);
+		sodium_memzero(conns[i].sess, sizeof(conns[i].sess));
 	}
+	keys_free(keys);
 	pool_free(pool);
 	free(conns);
 	free(sent_ns);

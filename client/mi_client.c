@@ -74,7 +74,10 @@ struct mic {
 	int has_key, has_fpr;
 	uint8_t key[32], fpr[MI_FPR_LEN];
 	uint8_t cnonce[MI_NONCE_LEN], snonce[MI_NONCE_LEN];
-	uint8_t sess_key[32];   /* per-frame MAC key (opts.mac), set by WELCOME */
+	uint8_t sess_key[32];   /* per-frame MAC / seal key, set by WELCOME */
+	/* the key and server nonce the window's sealed frames are sealed with:
+	 * the last session whose WELCOME rewound the window (opts.seal) */
+	uint8_t seal_key[32], seal_ns[MI_NONCE_LEN];
 	uint8_t auth_fr[MI_HDR_LEN + MI_PROOF_LEN];
 	int auth_out;           /* auth_fr waits to be written */
 
@@ -181,6 +184,10 @@ int mic_new(const struct mic_opts *opts, mic_t **ret)
 	if (o->backoff_min_ms <= 0) o->backoff_min_ms = 20;
 	if (o->backoff_max_ms <= 0) o->backoff_max_ms = 1000;
 	if (o->backoff_max_ms < o->backoff_min_ms) o->backoff_max_ms = o->backoff_min_ms;
+	if (o->seal && (!o->key || o->mac)) {
+		free(c);
+		return -EINVAL;   /* sealing needs the key; a sealed frame carries no MAC */
+	}
 	if (o->key) {
 		if (sodium_init() < 0) {
 			free(c);
@@ -274,6 +281,7 @@ void mic_close(mic_t *c)
 	free(c->buf);
 	sodium_memzero(c->key, sizeof(c->key));
 	sodium_memzero(c->sess_key, sizeof(c->sess_key));
+	sodium_memzero(c->seal_key, sizeof(c->seal_key));
 	free(c);
 }
 
@@ -340,8 +348,67 @@ static void mac_frame(const mic_t *c, uint8_t *fr)
 	mi_hdr_encode(&h, fr);
 }
 
+/* ---- sealed frames (docs/PROTOCOL.md "Sealed DATA") ---- */
+
+#define SEAL_NONCE_LEN 24
+#define SEAL_AD_LEN 28
+
+/* nonce = seq (header bytes 16..23, already u64 LE) || Ns;
+ * AD = header bytes 0..11 || 16..31 */
+static void seal_params(const uint8_t *fr, const uint8_t ns[MI_NONCE_LEN],
+			uint8_t nonce[SEAL_NONCE_LEN], uint8_t ad[SEAL_AD_LEN])
+{
+	memcpy(nonce, fr + 16, 8);
+	memcpy(nonce + 8, ns, MI_NONCE_LEN);
+	memcpy(ad, fr, 12);
+	memcpy(ad + 12, fr + 16, 16);
+}
+
+/* fr: a DATA header already encoded (flags, topic, len = p + 16, seq, ts_ns)
+ * followed by p plaintext bytes and room for the tag.  Encrypts in place,
+ * appends the tag, then writes pcrc and hcrc. */
+static void seal_inplace(uint8_t *fr, const uint8_t key[32], const uint8_t ns[MI_NONCE_LEN])
+{
+	uint8_t nonce[SEAL_NONCE_LEN], ad[SEAL_AD_LEN];
+	uint32_t len = mi_get32(fr + 8);
+	uint8_t *pl = fr + MI_HDR_LEN;
+	seal_params(fr, ns, nonce, ad);
+	crypto_aead_xchacha20poly1305_ietf_encrypt(pl, NULL, pl, len - MIC_SEAL_TAG_LEN, ad, sizeof(ad),
+						   NULL, nonce, key);
+	mi_put32(fr + 12, mi_crc32(pl, len));
+	mi_put32(fr + 32, mi_crc32(fr, 32));
+}
+
+/* The reverse, in place: the plaintext back at fr + 36 (the tag bytes are
+ * left as they were).  0, or -1 when the tag does not verify. */
+static int open_inplace(uint8_t *fr, const uint8_t key[32], const uint8_t ns[MI_NONCE_LEN])
+{
+	uint8_t nonce[SEAL_NONCE_LEN], ad[SEAL_AD_LEN];
+	uint32_t len = mi_get32(fr + 8);
+	uint8_t *pl = fr + MI_HDR_LEN;
+	seal_params(fr, ns, nonce, ad);
+	return crypto_aead_xchacha20poly1305_ietf_decrypt(pl, NULL, NULL, pl, len, ad, sizeof(ad), nonce,
+							  key) == 0 ? 0 : -1;
+}
+
+size_t mic_seal_frame(uint8_t *out, size_t cap, const uint8_t key[MIC_SEAL_KEY_LEN],
+		      const uint8_t ns[MIC_SEAL_NS_LEN], uint16_t topic, uint64_t seq, uint64_t ts_ns,
+		      const void *pt, uint32_t len)
+{
+	if (len > MI_MAX_FRAME_CAP - MIC_SEAL_TAG_LEN || cap < MI_HDR_LEN + (size_t)len + MIC_SEAL_TAG_LEN)
+		return 0;
+	struct mi_hdr h = { .version = MI_VERSION, .type = MI_DATA, .flags = MI_F_SEALED, .topic = topic,
+			    .len = len + MIC_SEAL_TAG_LEN, .seq = seq, .ts_ns = ts_ns };
+	if (len && pt != out + MI_HDR_LEN)
+		memmove(out + MI_HDR_LEN, pt, len);
+	mi_hdr_encode(&h, out);
+	seal_inplace(out, key, ns);
+	return MI_HDR_LEN + (size_t)len + MIC_SEAL_TAG_LEN;
+}
+
 /* After a WELCOME with durable seq w: frames <= w are acked, the rest are
- * queued again from the tail (MACed again: the session key is new). */
+ * queued again from the tail (MACed or sealed again: the session key and,
+ * for sealing, the nonce are new). */
 static void win_rewind(mic_t *c, uint64_t w)
 {
 	uint64_t t = c->tail;
@@ -362,10 +429,35 @@ static void win_rewind(mic_t *c, uint64_t w)
 		if (e->nacked)
 			continue;
 		c->queued_bytes += e->len;
-		if (c->buf[e->off + 4] & MI_F_MAC)
-			mac_frame(c, c->buf + e->off);
+		uint8_t *fr = c->buf + e->off;
+		if (fr[4] & MI_F_MAC) {
+			mac_frame(c, fr);
+		} else if (fr[4] & MI_F_SEALED) {
+			/* the window holds it sealed with the previous session's key
+			 * and nonce: back to the plaintext, then sealed for this one */
+			if (open_inplace(fr, c->seal_key, c->seal_ns) < 0) {
+				/* cannot happen unless the window memory was damaged:
+				 * never send it, report it as a refusal */
+				e->nacked = 1;
+				c->queued_bytes -= e->len;
+				c->st.nacked++;
+				c->nack_since_flush = 1;
+				c->st.last_nack_seq = e->seq;
+				c->st.last_nack_code = 0;
+				snprintf(c->st.last_nack_reason, sizeof(c->st.last_nack_reason),
+					 "client: sealed frame in the window does not open: not resent");
+				if (c->o.on_nack)
+					c->o.on_nack(c->o.on_nack_arg, e->seq, 0, c->st.last_nack_reason);
+				continue;
+			}
+			seal_inplace(fr, c->sess_key, c->snonce);
+		}
 		if (i < old_unsent || (i == old_unsent && partial))
 			c->st.resent++;
+	}
+	if (c->o.seal) {
+		memcpy(c->seal_key, c->sess_key, sizeof(c->seal_key));
+		memcpy(c->seal_ns, c->snonce, sizeof(c->seal_ns));
 	}
 	c->queued_ns = now_ns();
 	skip_nacked_unsent(c);
@@ -931,23 +1023,28 @@ static int drive(mic_t *c, enum want w, uint32_t need, uint64_t hard_deadline)
 int mic_send_ts(mic_t *c, uint16_t topic, uint64_t ts_ns, const void *payload, uint32_t len,
 		uint64_t *ret_seq)
 {
-	if (len > MI_MAX_FRAME_CAP || len + MI_HDR_LEN + (c->o.mac ? MI_MAC_LEN : 0) > c->cap)
+	/* what the MAC or the seal's tag adds to the payload */
+	uint32_t maclen = (c->o.mac || c->o.seal) && c->has_key ? MI_MAC_LEN : 0;
+	if (len > MI_MAX_FRAME_CAP || len + MI_HDR_LEN + maclen > c->cap)
 		return seterr(c, -EMSGSIZE, "payload of %u bytes does not fit the %u-byte window",
 			      len, c->cap);
 	int r = drive(c, W_UP, 0, UINT64_MAX);
 	if (r < 0)
 		return r;
-	uint32_t maclen = c->o.mac && c->has_key ? MI_MAC_LEN : 0;
 	if (len + maclen > c->max_frame)
 		return seterr(c, -EMSGSIZE, "payload of %u bytes%s is above the server's max frame %u",
-			      len, maclen ? " + 16-byte MAC" : "", c->max_frame);
+			      len, !maclen ? "" : c->o.seal ? " + 16-byte seal tag" : " + 16-byte MAC",
+			      c->max_frame);
 	uint32_t n = MI_HDR_LEN + len + maclen;
 	r = drive(c, W_ROOM, n, UINT64_MAX);
 	if (r < 0)
 		return r;
 	int64_t off = win_place(c, n);
 	uint64_t seq = c->next_seq++;
-	if (maclen) {
+	if (maclen && c->o.seal) {
+		mic_seal_frame(c->buf + off, n, c->seal_key, c->seal_ns, topic ? topic : c->o.topic, seq,
+			       ts_ns, payload, len);
+	} else if (maclen) {
 		uint8_t *fr = c->buf + off;
 		struct mi_hdr h = { .type = MI_DATA, .flags = MI_F_MAC, .topic = topic ? topic : c->o.topic,
 				    .len = len + maclen, .seq = seq, .ts_ns = ts_ns };

@@ -26,6 +26,18 @@
  * (flags bit 1, keyed with the session key; docs/PROTOCOL.md); frames resent
  * after a reconnect are MACed again with the new session's key.  The MAC
  * counts against the server's max frame.
+ *
+ * Sealed frames (opts.seal, with opts.key; not with opts.mac): every DATA
+ * payload is encrypted and authenticated with XChaCha20-Poly1305 (flags bit
+ * 2, bit 1 clear; docs/PROTOCOL.md "Sealed DATA"): key = the session key,
+ * nonce = u64 LE seq || the server nonce Ns of the session's CHALLENGE, AD =
+ * header bytes 0..11 || 16..31; the payload becomes ciphertext || 16-byte
+ * tag, which counts against the server's max frame like the MAC.  Frames
+ * are sealed in place in the window (no copy, no allocation); after a
+ * reconnect each frame to resend is opened with the old session's key and
+ * nonce and sealed again with the new ones, so the plaintext is never lost
+ * and no (key, nonce) pair seals two frames.  mic_seal_frame() below is the
+ * same sealing as a pure function (tests, other senders).
  */
 #ifndef MI_CLIENT_H
 #define MI_CLIENT_H
@@ -65,6 +77,8 @@ struct mic_opts {
 	const uint8_t *key;         /* 32 bytes: keys mode (copied by mic_new); NULL: open */
 	const uint8_t *fingerprint; /* 32 bytes sent in HELLO (flags bit 0); NULL: none */
 	int mac;                    /* with key: append the per-frame MAC to every DATA */
+	int seal;                   /* with key: seal every DATA payload (flags bit 2);
+				     * mic_new: -EINVAL without key or with mac */
 	/* Called once per NACKed DATA frame (reason is NUL-terminated). */
 	void (*on_nack)(void *arg, uint64_t seq, unsigned code, const char *reason);
 	void *on_nack_arg;
@@ -125,4 +139,19 @@ void mic_get_stats(const mic_t *c, struct mic_stats *ret);
 const char *mic_last_error(const mic_t *c);
 /* err as returned (negative errno or -MIC_E*). */
 const char *mic_strerror(int err);
+
+#define MIC_SEAL_TAG_LEN 16   /* Poly1305 tag ending a sealed payload */
+#define MIC_SEAL_NS_LEN 16    /* server nonce Ns (CHALLENGE payload) */
+#define MIC_SEAL_KEY_LEN 32   /* session key */
+/* Builds one sealed DATA frame into out (docs/PROTOCOL.md "Sealed DATA"):
+ * header type DATA, flags MI_F_SEALED (bit 2 only), topic, seq, ts_ns, len =
+ * len + MIC_SEAL_TAG_LEN; payload = crypto_aead_xchacha20poly1305_ietf_encrypt
+ * of pt[0..len) with nonce = u64 LE seq || ns, AD = header bytes 0..11 ||
+ * 16..31, key = the session key; then pcrc over the sealed payload, then
+ * hcrc.  pt may be out + 36 (sealing in place); otherwise it must not
+ * overlap out.  Deterministic: same inputs, same bytes.  Returns the frame
+ * length (36 + len + MIC_SEAL_TAG_LEN), or 0 when cap is too small. */
+size_t mic_seal_frame(uint8_t *out, size_t cap, const uint8_t key[MIC_SEAL_KEY_LEN],
+		      const uint8_t ns[MIC_SEAL_NS_LEN], uint16_t topic, uint64_t seq, uint64_t ts_ns,
+		      const void *pt, uint32_t len);
 #endif
