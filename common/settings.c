@@ -22,6 +22,8 @@ const struct cfg_opt settings_opts[] = {
 	{ "server", "workers", CFG_INT, "1", N(workers), 1, 1, "ingestd event loops (one ring each)" },
 	{ "server", "max_connections", CFG_INT, "10000", N(max_connections), 1, 1000000, "connections beyond are refused" },
 	{ "server", "idle_timeout_ms", CFG_INT, "120000", N(idle_timeout_ms), 0, 86400000, "close silent connections (0: never)" },
+	{ "server", "handshake_timeout_ms", CFG_INT, "10000", N(handshake_timeout_ms), 100, 3600000,
+	  "close connections without a session (HELLO; keys mode: AUTH) this long after accept" },
 	{ "server", "max_frame", CFG_SIZE, "64K", N(max_frame), 256, 16 << 20, "largest DATA payload accepted" },
 	{ "auth", "mode", CFG_STR, "open", S(auth_mode), 0, 0, "open: any device id may send; keys: only devices of keys_file, with proof" },
 	{ "auth", "keys_file", CFG_STR, "./keys", S(keys_file), 0, 0, "device registry for keys mode (mi-keys; mode 0600)" },

@@ -31,6 +31,7 @@ struct settings {
 	int64_t workers;
 	int64_t max_connections;
 	int64_t idle_timeout_ms;
+	int64_t handshake_timeout_ms;
 	uint64_t max_frame;
 	char auth_mode[16];       /* "open" or "keys" */
 	char keys_file[256];      /* device registry, read by ingestd in keys mode */

@@ -59,6 +59,7 @@ struct conn {
 	uint64_t hi_seq;          /* highest DATA seq received on this connection */
 	uint64_t acked_seq;       /* highest seq ACKed */
 	uint64_t last_active_ms;
+	uint64_t accepted_ms;
 	struct conn *ack_next, *ack_prev;
 	struct conn *ready_next;
 	uint8_t *wbuf;            /* unsent output (pool), NULL when none */

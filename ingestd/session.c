@@ -306,6 +306,7 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 		if (!keys_topic_id_allowed(c->dev, h->topic)) {
 			char msg[160];
 			snprintf(msg, sizeof(msg), "topic %u is not in the scopes of device '%s'", h->topic, c->dev->id);
+			filter_count(w, DROP_TOPIC, MI_HDR_LEN + h->len);
 			return session_nack(w, c, h->seq, MI_NACK_TOPIC, msg) < 0 ? -1 : 0;
 		}
 	}

@@ -155,7 +155,7 @@ static void accept_all(struct worker *w)
 		c->slot = -1;
 		c->peer = sa;
 		c->state = CS_NEW;
-		c->last_active_ms = w->now_ms;
+		c->last_active_ms = c->accepted_ms = w->now_ms;
 		mi_dec_init(&c->dec, w->pool, (uint32_t)w->s->max_frame);
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -199,14 +199,22 @@ static void publish(struct worker *w)
 	}
 }
 
+/* Idle connections, and connections without a session handshake_timeout_ms
+ * after accept: PINGs must not let a peer without a key hold a slot. */
 static void idle_scan(struct worker *w)
 {
-	if (w->s->idle_timeout_ms <= 0)
-		return;
 	for (int fd = 0; fd < w->nconns_max_fd; fd++) {
 		struct conn *c = w->conns[fd];
-		if (c && c->state != CS_CLOSING && w->now_ms - c->last_active_ms > (uint64_t)w->s->idle_timeout_ms &&
-		    !c->in_ack_list) {
+		if (c && (c->state == CS_NEW || c->state == CS_AWAIT_HELLO || c->state == CS_AWAIT_AUTH) &&
+		    w->now_ms - c->accepted_ms > (uint64_t)w->s->handshake_timeout_ms) {
+			if (c->state != CS_NEW)   /* it sent something: a failed handshake */
+				filter_failure(w, &c->peer.sin6_addr);
+			shm_count(&w->ctr[IC_HANDSHAKE_TIMEOUTS], 1);
+			conn_close(w, c, "no session within [server] handshake_timeout_ms of connecting");
+			continue;
+		}
+		if (w->s->idle_timeout_ms > 0 && c && c->state != CS_CLOSING &&
+		    w->now_ms - c->last_active_ms > (uint64_t)w->s->idle_timeout_ms && !c->in_ack_list) {
 			shm_count(&w->ctr[IC_CONN_IDLE_CLOSED], 1);
 			conn_close(w, c, "idle timeout");
 		}

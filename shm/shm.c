@@ -274,7 +274,7 @@ const char *shm_counter_name(enum shm_stage_id s, unsigned i)
 		"udp_datagrams", "udp_stored", "udp_replayed", "udp_dropped", "udp_ring_full", "udp_rxq_overflow",
 		"bans", "banned_accepts", "filter_mode",
 		"nack_topic_not_allowed", "nack_auth_failed", "auth_ok", "auth_failed", "bad_mac", "sealed_opened",
-		"seal_failed", "keys_reloads", "reload_closed", "udp_bad_mac",
+		"seal_failed", "keys_reloads", "reload_closed", "udp_bad_mac", "handshake_timeouts",
 	};
 	static const char *const fc[FC_MAX] = {
 		"records", "bytes", "writes", "syncs", "sync_ns_total", "sync_ns_max", "segments",

@@ -225,3 +225,53 @@ def test_sighup_with_a_broken_keys_file_keeps_the_old_registry(scoped):
     with scoped.client("tel", key=scoped.keys["tel"]) as c:   # old registry still admits devices
         c.hello()
     assert scoped.counter("ingestd", "keys_reloads") == 0
+
+
+def test_failed_auths_from_one_address_ban_it_and_only_it(tmp_path, pipeline_factory):
+    """The per-source limit on failed handshakes: [filter] ban_after wrong
+    proofs within ban_window_ms and the address's SYNs are dropped."""
+    import socket
+    kf = tmp_path / "keys"
+    key = new_key(kf, "dev")
+    p = pipeline_factory(auth__mode="keys", auth__keys_file=kf, filter__ban_after=3,
+                         filter__ban_window_ms=5000, filter__ban_ms=60000).start()
+    for _ in range(3):
+        with p.client("dev", key=bytes(32)) as c:
+            with pytest.raises(mi_client.NackError):
+                c.hello()
+    wait_for(lambda: p.counter("ingestd", "bans") == 1, 5, "the ban")
+    assert p.counter("ingestd", "auth_failed") == 3
+    s = socket.socket()
+    s.settimeout(0.5)
+    with pytest.raises(OSError):
+        s.connect(("127.0.0.1", p.port))
+    s.close()
+    # the right key from another address still gets in
+    c = mi_client.Client("127.0.0.1", p.port, "dev", key=key)
+    c.sock = socket.socket()
+    c.sock.bind(("127.0.0.2", 0))
+    c.sock.settimeout(5)
+    c.sock.connect(("127.0.0.1", p.port))
+    c.hello()
+    assert c.send_and_wait_acks([(1, b"ok")]) == (1, {})
+    c.close()
+
+
+def test_handshake_not_finished_in_time_is_closed_pings_or_not(tmp_path, pipeline_factory):
+    import time
+    kf = tmp_path / "keys"
+    key = new_key(kf, "dev")
+    p = pipeline_factory(auth__mode="keys", auth__keys_file=kf, server__handshake_timeout_ms=500).start()
+    with p.client("dev", key=key) as done, p.client("dev2") as stuck:
+        done.hello()
+        stuck.send_frame(mi_client.HELLO, mi_client.hello_payload("dev2"))
+        assert stuck.read_frame(5).type == mi_client.CHALLENGE
+        t0 = time.monotonic()
+        with pytest.raises(mi_client.ConnectionClosed):
+            while time.monotonic() - t0 < 10:
+                stuck.send_frame(mi_client.PING, seq=1)
+                stuck.read_frame(0.1)
+        assert time.monotonic() - t0 < 5
+        assert p.counter("ingestd", "handshake_timeouts") == 1
+        time.sleep(1.5)                                   # a session is not subject to it
+        assert done.send_and_wait_acks([(1, b"still open")]) == (1, {})
