@@ -1,8 +1,9 @@
 /* filter.bpf — the socket filters of ingestd (see filter.h for the maps).
  *
  * udp_frame   on every UDP ingest socket (SO_ATTACH_BPF): drops a datagram
- *             that is not exactly one well-formed frame of an allowed type,
- *             before it costs a wake-up or a copy.
+ *             that is not exactly one well-formed frame of an allowed type
+ *             (and, in keys mode, with the MAC flag), before it costs a
+ *             wake-up or a copy.
  * tcp_listen  on the TCP listening socket: drops connection attempts (SYN
  *             without ACK) from banned sources.  Accepted sockets inherit
  *             it, so it runs on every TCP segment and must stay cheap.
@@ -34,6 +35,10 @@
  * verifier knows them). */
 const volatile __u32 max_frame = FILTER_MAX_FRAME_DEFAULT;
 const volatile __u32 allowed_types = FILTER_TYPES_DEFAULT;  /* bit t: type t passes (t < 32) */
+/* flags & flags_mask must equal flags_want (keys mode: MAC set, sealed
+ * clear); 0 and 0 pass any flags */
+const volatile __u32 flags_mask = 0;
+const volatile __u32 flags_want = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -121,6 +126,8 @@ int udp_frame(struct __sk_buff *skb)
 		return drop(DROP_BAD_LENGTH, dlen);
 	if (flen > max_frame)
 		return drop(DROP_TOO_LARGE, dlen);
+	if ((((__u32)h[4] | (__u32)h[5] << 8) & flags_mask) != flags_want)
+		return drop(DROP_AUTH, dlen);
 	return len;
 }
 

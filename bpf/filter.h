@@ -47,7 +47,8 @@ enum drop_reason {
 	DROP_BAD_MAC = 11,     /* user space: MAC does not verify */
 	DROP_RING_FULL = 12,   /* user space, UDP: no ring space for the record */
 	DROP_MALFORMED = 13,   /* user space: payload structure invalid (device id, fields) */
-	DROP_AUTH = 14,        /* user space, UDP: unknown or refused device */
+	DROP_AUTH = 14,        /* UDP: unknown or refused device (user space); in keys
+				* mode flags without the MAC bit or with the sealed bit */
 	DROP_TOPIC = 15,       /* user space: topic not allowed for the device */
 	DROP_REASON_MAX
 };
@@ -75,6 +76,8 @@ struct ban_key {
 #define FILTER_TYPE_DATA 5
 #define FILTER_MAX_FRAME_DEFAULT (64u << 10)
 #define FILTER_TYPES_DEFAULT (1u << FILTER_TYPE_DATA)
+#define FILTER_F_MAC (1u << 1)
+#define FILTER_F_SEALED (1u << 2)
 
 /* Byte 13 of the TCP header. */
 #define FILTER_TH_SYN 0x02

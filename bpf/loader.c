@@ -7,6 +7,7 @@
  */
 #include "bpf/loader.h"
 
+#include <byteswap.h>
 #include <errno.h>
 #include <linux/filter.h>
 #include <linux/magic.h>
@@ -32,6 +33,7 @@ _Static_assert(FILTER_HDR_LEN == MI_HDR_LEN, "filter.h and frame.h disagree on t
 _Static_assert(FILTER_MAGIC0 == MI_MAGIC0 && FILTER_MAGIC1 == MI_MAGIC1, "magic");
 _Static_assert(FILTER_VERSION == MI_VERSION, "version");
 _Static_assert(FILTER_TYPE_DATA == MI_DATA, "DATA type");
+_Static_assert(FILTER_F_MAC == MI_F_MAC && FILTER_F_SEALED == MI_F_SEALED, "flags");
 _Static_assert(FILTER_MAX_FRAME_DEFAULT == MI_MAX_FRAME_DEFAULT, "max frame default");
 _Static_assert(sizeof(struct drop_ctr) == 16, "drop_ctr is the map value: no padding");
 _Static_assert(sizeof(struct ban_key) == sizeof(struct in6_addr), "ban key is an IPv6 address");
@@ -302,12 +304,13 @@ static int pin_new(struct filter_bpf *skel, const char *instance, struct open_st
 }
 
 static void describe(struct bpfl *b, const char *instance, uint32_t max_frame, uint32_t types,
-		     const struct open_state *os)
+		     uint16_t fmask, uint16_t fwant, const struct open_state *os)
 {
 	static const char *const st_names[] = { "created", "reused", "replaced", "not pinned" };
 	size_t o = 0, cap = sizeof(b->desc);
 
-	o += (size_t)snprintf(b->desc, cap, "eBPF filters loaded (max_frame %u, types %#x); ", max_frame, types);
+	o += (size_t)snprintf(b->desc, cap, "eBPF filters loaded (max_frame %u, types %#x, flags & %#x == %#x); ",
+			      max_frame, types, fmask, fwant);
 	if (os->pinned)
 		o += (size_t)snprintf(b->desc + o, o < cap ? cap - o : 0, "maps under %s/%s:", BPFL_PIN_ROOT,
 				      instance);
@@ -339,8 +342,8 @@ static void teardown(struct bpfl *b)
 }
 
 /* One attempt: open the skeleton, reuse, load, pin.  -EEXIST: retry. */
-static int open_once(const char *instance, uint32_t max_frame, uint32_t types, struct open_state *os,
-		     struct bpfl **ret, char *err, size_t errlen)
+static int open_once(const char *instance, uint32_t max_frame, uint32_t types, uint16_t fmask, uint16_t fwant,
+		     struct open_state *os, struct bpfl **ret, char *err, size_t errlen)
 {
 	struct bpfl *b = calloc(1, sizeof(*b));
 	int r;
@@ -358,6 +361,8 @@ static int open_once(const char *instance, uint32_t max_frame, uint32_t types, s
 	}
 	b->skel->rodata->max_frame = max_frame;
 	b->skel->rodata->allowed_types = types;
+	b->skel->rodata->flags_mask = fmask;
+	b->skel->rodata->flags_want = fwant;
 	if (os->pinned && (r = reuse_pinned(b->skel, instance, os, err, errlen)) < 0)
 		goto fail;
 	r = filter_bpf__load(b->skel);
@@ -381,7 +386,7 @@ static int open_once(const char *instance, uint32_t max_frame, uint32_t types, s
 		goto fail;
 	}
 	b->ucnt = p;
-	describe(b, instance, max_frame, types, os);
+	describe(b, instance, max_frame, types, fmask, fwant, os);
 	*ret = b;
 	return 0;
 fail:
@@ -389,8 +394,8 @@ fail:
 	return r;
 }
 
-int bpfl_open(const char *instance, uint32_t max_frame, uint32_t allowed_types_mask, struct bpfl **ret,
-	      char *err, size_t errlen)
+int bpfl_open(const char *instance, uint32_t max_frame, uint32_t allowed_types_mask, uint16_t flags_mask,
+	      uint16_t flags_want, struct bpfl **ret, char *err, size_t errlen)
 {
 	struct open_state os;
 	libbpf_print_fn_t prev;
@@ -416,7 +421,7 @@ int bpfl_open(const char *instance, uint32_t max_frame, uint32_t allowed_types_m
 	cap_buf[0] = 0;
 	prev = libbpf_set_print(capture_print);
 	for (int i = 0; i < OPEN_TRIES; i++) {
-		r = open_once(instance, max_frame, allowed_types_mask, &os, ret, err, errlen);
+		r = open_once(instance, max_frame, allowed_types_mask, flags_mask, flags_want, &os, ret, err, errlen);
 		if (r != -EEXIST)
 			break;
 		set_err(err, errlen, "pinning under %s/%s raced with another process %d times", BPFL_PIN_ROOT,
@@ -486,8 +491,8 @@ int bpfl_attach_tcp_listener(struct bpfl *b, int fd, char *err, size_t errlen)
 #define CL_DROP 0xFF    /* jump placeholder: patched to the final "ret #0" */
 #define CL_UDP FILTER_UDP_HLEN
 
-int bpfl_attach_udp_classic(int fd, uint32_t max_frame, uint32_t allowed_types_mask, char *err,
-			    size_t errlen)
+int bpfl_attach_udp_classic(int fd, uint32_t max_frame, uint32_t allowed_types_mask, uint16_t flags_mask,
+			    uint16_t flags_want, char *err, size_t errlen)
 {
 	if (!allowed_types_mask)
 		allowed_types_mask = FILTER_TYPES_DEFAULT;
@@ -533,6 +538,10 @@ int bpfl_attach_udp_classic(int fd, uint32_t max_frame, uint32_t allowed_types_m
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_X, 0, 0, CL_DROP),
 		BPF_STMT(BPF_LD | BPF_MEM, 0),
 		BPF_JUMP(BPF_JMP | BPF_JGT | BPF_K, max_frame, CL_DROP, 0),
+		/* a half-word load is big-endian: byte 4 << 8 | byte 5 */
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, CL_UDP + 4),
+		BPF_STMT(BPF_ALU | BPF_AND | BPF_K, bswap_16(flags_mask)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, bswap_16(flags_want), 0, CL_DROP),
 		BPF_STMT(BPF_RET | BPF_K, 0xFFFFFFFF),                   /* keep the whole datagram */
 		BPF_STMT(BPF_RET | BPF_K, 0),                            /* drop */
 	};

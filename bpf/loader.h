@@ -44,12 +44,15 @@ struct drop_totals {
 
 /* Loads the filters with the given tunables (max_frame: largest payload
  * passed; allowed_types_mask: bit t lets frame type t through, 0 means
- * FILTER_TYPES_DEFAULT = DATA only), reusing the instance's pinned maps or
+ * FILTER_TYPES_DEFAULT = DATA only; a UDP frame passes only if its flags &
+ * flags_mask == flags_want, dropped as DROP_AUTH otherwise: keys mode
+ * passes FILTER_F_MAC | FILTER_F_SEALED and FILTER_F_MAC, open mode 0 and
+ * 0), reusing the instance's pinned maps or
  * creating and pinning them.  instance: 1..63 bytes, no '/', not "." or "..".
  * On failure *ret is untouched and err says why (the libbpf or verifier
  * text); the caller then falls back to classic BPF. */
-int bpfl_open(const char *instance, uint32_t max_frame, uint32_t allowed_types_mask, struct bpfl **ret,
-	      char *err, size_t errlen);
+int bpfl_open(const char *instance, uint32_t max_frame, uint32_t allowed_types_mask, uint16_t flags_mask,
+	      uint16_t flags_want, struct bpfl **ret, char *err, size_t errlen);
 
 /* Never unpins: counters and bans outlive the process.  Accepts NULL.
  * Filters already attached stay attached (sockets hold the programs). */
@@ -69,11 +72,12 @@ int bpfl_attach_udp(struct bpfl *b, int fd, char *err, size_t errlen);
 /* Classic BPF for a UDP socket (SO_ATTACH_FILTER, unprivileged), then
  * SO_LOCK_FILTER.  Checks: datagram holds a header, magic, version, type in
  * allowed_types_mask (0 = DATA only), len == datagram length - 36, len <=
- * max_frame.  Not the header CRC (classic BPF has no table lookups).
+ * max_frame, flags & flags_mask == flags_want (as for bpfl_open).  Not the
+ * header CRC (classic BPF has no table lookups).
  * Do not combine with UDP_GRO: classic BPF cannot tell a coalesced batch
  * from one datagram, so it would drop whole batches as bad lengths. */
-int bpfl_attach_udp_classic(int fd, uint32_t max_frame, uint32_t allowed_types_mask, char *err,
-			    size_t errlen);
+int bpfl_attach_udp_classic(int fd, uint32_t max_frame, uint32_t allowed_types_mask, uint16_t flags_mask,
+			    uint16_t flags_want, char *err, size_t errlen);
 
 /* Attaches tcp_listen to a listening TCP socket, then SO_LOCK_FILTER.
  * Sockets accepted from it inherit the (locked) filter.  b must not be

@@ -42,13 +42,16 @@ void filter_setup(struct worker *w)
 {
 	char err[512];
 	const char *mode = w->s->filter_mode;
+	/* keys mode: a UDP datagram without the MAC flag, or sealed, cannot
+	 * pass user space either (udp.c): drop it in the kernel */
+	uint16_t fmask = w->keys_mode ? MI_F_MAC | MI_F_SEALED : 0, fwant = w->keys_mode ? MI_F_MAC : 0;
 	w->filter_mode = FILTER_MODE_USER;
 	if (!strcmp(mode, "off")) {
 		log_info("filters: off ([filter] mode); ingestd checks every frame itself");
 		return;
 	}
 	if (strcmp(mode, "classic")) {
-		int r = bpfl_open(w->s->instance, (uint32_t)w->s->max_frame, 0, &w->bpf, err, sizeof(err));
+		int r = bpfl_open(w->s->instance, (uint32_t)w->s->max_frame, 0, fmask, fwant, &w->bpf, err, sizeof(err));
 		int udp_ok = r == 0 && (w->udp_fd < 0 || bpfl_attach_udp(w->bpf, w->udp_fd, err, sizeof(err)) == 0);
 		if (r == 0 && !udp_ok)
 			log_warn("filters: UDP eBPF attach: %s", err);
@@ -71,7 +74,8 @@ void filter_setup(struct worker *w)
 		else
 			log_info("filters: eBPF unavailable (%s); falling back", err);
 	}
-	if (w->udp_fd >= 0 && bpfl_attach_udp_classic(w->udp_fd, (uint32_t)w->s->max_frame, 0, err, sizeof(err)) == 0)
+	if (w->udp_fd >= 0 &&
+	    bpfl_attach_udp_classic(w->udp_fd, (uint32_t)w->s->max_frame, 0, fmask, fwant, err, sizeof(err)) == 0)
 		w->filter_mode = FILTER_MODE_CLASSIC;
 	else if (w->udp_fd >= 0)
 		log_warn("filters: classic BPF on UDP: %s", err);

@@ -1,7 +1,12 @@
 /* udp — one DATA frame per datagram, for the smallest devices.
  *
  * No handshake and no ACKs: the payload starts with u8 id_len and the
- * device id, then the data.  recvmmsg takes up to UDP_BATCH datagrams per
+ * device id, then the data.  In keys mode the payload ends with a 16-byte
+ * MAC keyed with the device's own key (the TCP per-frame MAC, over the
+ * header and the id and data); it is checked before the device gets a
+ * device-table slot and before the replay window is read or moved, so a
+ * forged datagram can neither fill the table nor push the window past the
+ * device's real seqs.  recvmmsg takes up to UDP_BATCH datagrams per
  * syscall, and only while the ring has room for all of them (a full ring
  * leaves them in the socket buffer, where the kernel drops and counts the
  * overflow: SO_RXQ_OVFL).  Replays are refused by a 64-wide sliding window
@@ -11,12 +16,14 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/keys.h"
 #include "common/log.h"
 #include "ingestd/ingestd.h"
 #include "shm/atomic.h"
@@ -124,6 +131,50 @@ static void drop(struct worker *w, enum drop_reason r, size_t bytes, const char 
 	}
 }
 
+/* Keys mode: the last 16 bytes of the payload must be the MAC of the header
+ * and the rest of the payload (id_len, id, data) keyed with the device's
+ * own key.  An unknown or disabled device costs the same work (its MAC is
+ * computed with a dummy key): the time taken does not tell which ids
+ * exist.  0 when it verifies, else the datagram is dropped and -1. */
+static int verify_mac(struct worker *w, const struct mi_hdr *h, const uint8_t *pl, size_t n,
+		      const struct sockaddr_in6 *from)
+{
+	static const uint8_t dummy_key[KEYS_KEY_LEN] = { 0x4d, 0x49, 0x55 };
+	uint8_t id_len = pl[0];
+	const struct keys_device *d = keys_find(w->keys, (const char *)pl + 1, id_len);
+	int known = d && d->enabled;
+	uint8_t mac[MI_MAC_LEN];
+	uint32_t mlen = h->len - MI_MAC_LEN;
+	mi_frame_mac(mac, known ? d->key : dummy_key, h, pl, mlen);
+	int ok = sodium_memcmp(mac, pl + mlen, MI_MAC_LEN) == 0;
+	sodium_memzero(mac, sizeof(mac));
+	if (known && ok) {
+		/* after the MAC: what an authentic datagram may not do */
+		if (d->require == KEYS_REQ_SEAL) {
+			drop(w, DROP_AUTH, n, "device must seal (require=seal) and UDP cannot", from);
+			return -1;
+		}
+		if (!keys_topic_id_allowed(d, h->topic)) {
+			drop(w, DROP_TOPIC, n, "topic not in the device's scopes", from);
+			return -1;
+		}
+		return 0;
+	}
+	char why[MI_DEVID_MAX + 64];
+	if (log_enabled(LOG_DEBUG))
+		snprintf(why, sizeof(why), "device '%.*s': %s", (int)id_len, (const char *)pl + 1,
+			 !d ? "unknown device ([auth] keys_file)" : !d->enabled ? "device disabled" : "MAC does not verify");
+	else
+		why[0] = 0;
+	if (!known) {
+		drop(w, DROP_AUTH, n, why, from);
+	} else {
+		shm_count(&w->ctr[IC_UDP_BAD_MAC], 1);
+		drop(w, DROP_BAD_MAC, n, why, from);
+	}
+	return -1;
+}
+
 static void one_datagram(struct worker *w, const uint8_t *p, size_t n, const struct sockaddr_in6 *from)
 {
 	struct mi_hdr h;
@@ -138,17 +189,24 @@ static void one_datagram(struct worker *w, const uint8_t *p, size_t n, const str
 	const uint8_t *pl = p + MI_HDR_LEN;
 	if (mi_crc32(pl, h.len) != h.pcrc)
 		return drop(w, DROP_BAD_PCRC, n, "payload checksum mismatch", from);
-	/* keys mode makes a MAC keyed with the device key mandatory on UDP;
-	 * per-frame MACs are a later increment, so nothing can pass yet */
-	if (w->keys_mode)
-		return drop(w, DROP_AUTH, n, "[auth] mode = keys: UDP needs per-frame MACs, not implemented yet", from);
-	if (h.flags & (MI_F_MAC | MI_F_SEALED))
+	if (w->keys_mode) {
+		if (h.flags & MI_F_SEALED)
+			return drop(w, DROP_AUTH, n, "[auth] mode = keys: sealed UDP datagrams are not supported", from);
+		if (!(h.flags & MI_F_MAC))
+			return drop(w, DROP_AUTH, n, "[auth] mode = keys: UDP datagram without a MAC (flags bit 1)", from);
+	} else if (h.flags & (MI_F_MAC | MI_F_SEALED)) {
 		return drop(w, DROP_MALFORMED, n, "MAC and sealed frames need [auth] mode = keys", from);
+	}
 	if (h.seq == 0)
 		return drop(w, DROP_MALFORMED, n, "seq 0", from);
+	uint32_t mac_len = w->keys_mode ? MI_MAC_LEN : 0;
 	if (h.len < 1 || h.len < 1u + pl[0] || !mi_devid_valid(pl + 1, pl[0]))
 		return drop(w, DROP_MALFORMED, n, "no valid device id at the start of the payload", from);
 	uint8_t id_len = pl[0];
+	if (h.len - 1u - id_len < mac_len)
+		return drop(w, DROP_MALFORMED, n, "shorter than the device id and its 16-byte MAC", from);
+	if (w->keys_mode && verify_mac(w, &h, pl, n, from) < 0)
+		return;
 	int slot = devtab_insert(w->ctl, pl + 1, id_len);
 	if (slot < 0)
 		return drop(w, DROP_AUTH, n, "device table full", from);
@@ -161,7 +219,7 @@ static void one_datagram(struct worker *w, const uint8_t *p, size_t n, const str
 	}
 	uint64_t last = d->last_accepted;
 	const uint8_t *data = pl + 1 + id_len;
-	uint32_t dlen = h.len - 1 - id_len;
+	uint32_t dlen = h.len - 1 - id_len - mac_len;   /* the MAC is not stored */
 	if (session_store(w, slot, h.topic, h.seq, h.ts_ns, data, dlen, mi_crc32(data, dlen)) < 0) {
 		d->udp_window = win;   /* not taken after all */
 		d->udp_base = base;

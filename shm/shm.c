@@ -140,6 +140,15 @@ int shm_open_region(const char *instance, const struct shm_geom *g, int create, 
 			return r;
 		}
 		struct stat st;
+		/* a region someone else made could be read and written by them */
+		if (fstat(fd, &st) == 0 && ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & 077))) {
+			snprintf(err, SHM_ERR_LEN,
+				 "shm %s: owned by uid %u with mode %04o; it must belong to this user (uid %u) or "
+				 "root with mode 0600: remove /dev/shm%s if it is not the pipeline's",
+				 name, (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid(), name);
+			r = -EPERM;
+			goto fail;
+		}
 		if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != size) {
 			/* the creator may be between shm_open and ftruncate */
 			for (int i = 0; i < 200 && fstat(fd, &st) == 0 && st.st_size == 0; i++) {

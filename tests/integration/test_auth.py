@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 import mi_client
-from conftest import BIN, wait_for
+from conftest import BIN
 
 FPR = bytes(range(32))
 
@@ -175,18 +175,6 @@ def test_ndjson_is_refused_in_keys_mode(keyed):
     out = s.recv(4096)
     s.close()
     assert b"keys" in out and b"error" in out
-
-
-def test_udp_is_dropped_in_keys_mode(keyed):
-    import socket
-    dev = b"good"
-    pl = bytes([len(dev)]) + dev + b"udp"
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    u.sendto(mi_client.encode_frame(mi_client.DATA, pl, seq=1), ("127.0.0.1", keyed.port))
-    u.close()
-    wait_for(lambda: keyed.counter("ingestd", "udp_dropped") >= 1, 5, "the UDP drop")
-    assert "UDP needs per-frame MACs" in keyed.log.read_text(errors="replace")
-    assert not stored(keyed, "good")
 
 
 def test_keys_never_reach_the_log(keyed):

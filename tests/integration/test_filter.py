@@ -9,15 +9,15 @@ import time
 import pytest
 
 import mi_client
-from mi_client import DATA, encode_frame
+from mi_client import DATA, encode_frame, encode_udp
 from conftest import wait_for
+from test_udp import keys_pipeline, send_then_sentinel
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading eBPF needs root")
 
 
 def dgram(device, seq, data=b"u", **kw):
-    dev = device.encode()
-    return encode_frame(DATA, bytes([len(dev)]) + dev + data, seq, **kw)
+    return encode_udp(device, seq, data, **kw)
 
 
 def bpftool_drops(p):
@@ -72,6 +72,23 @@ def test_crafted_datagrams_are_dropped_in_the_kernel_by_reason(pipeline_factory)
     from_bpftool = bpftool_drops(p)
     assert sum(from_bpftool.values()) == len(cases)
     wait_for(lambda: sorted(r["seq"] for r in p.dump() if r["device"] == "bpf-u") == [1, 5], 10, "good ones stored")
+
+
+def test_keys_mode_datagrams_without_mac_or_sealed_are_dropped_in_the_kernel(tmp_path, pipeline_factory):
+    p = keys_pipeline(tmp_path, pipeline_factory)
+    assert p.stats()["filter_mode"] == "eBPF"
+    assert "flags & 0x6 == 0x2" in p.log.read_text(errors="replace")
+    key = p.keys["good"]
+    d = send_then_sentinel(p, dgram("good", 1, b"plain"),
+                           dgram("good", 2, b"sealed", flags=mi_client.F_SEALED),
+                           dgram("good", 3, b"both", key=key, flags=mi_client.F_SEALED))
+    # never woke ingestd: no datagram read, three kernel drops
+    assert d == {"drop_auth": 3}, d
+    assert bpftool_drops(p)[14] == 3     # DROP_AUTH, from the kernel's own map
+    # a MACed one with a wrong MAC passes the kernel; ingestd drops it
+    d = send_then_sentinel(p, dgram("good", 4, b"forged", key=key, mac=bytes(16)))
+    assert d == {"datagrams": 1, "dropped": 1, "bad_mac": 1, "drop_bad_mac": 1}, d
+    assert not [r for r in p.dump() if r["device"] == "good"]
 
 
 def test_source_banned_after_failed_handshakes_cannot_connect_until_expiry(pipeline_factory):

@@ -22,7 +22,8 @@ def scoped(tmp_path, pipeline_factory):
     keys = {"tel": new_key(kf, "tel", "--topics", "telemetry"),
             "any": new_key(kf, "any"),
             "macd": new_key(kf, "macd", "--require", "mac"),
-            "seald": new_key(kf, "seald", "--require", "seal", "--topics", "Logs,default")}
+            "seald": new_key(kf, "seald", "--require", "seal", "--topics", "Logs,default"),
+            "sentinel": new_key(kf, "sentinel")}
     p = pipeline_factory(auth__mode="keys", auth__keys_file=kf, **TOPICS).start()
     p.keys, p.keys_file = keys, kf
     return p
@@ -275,3 +276,19 @@ def test_handshake_not_finished_in_time_is_closed_pings_or_not(tmp_path, pipelin
         assert p.counter("ingestd", "handshake_timeouts") == 1
         time.sleep(1.5)                                   # a session is not subject to it
         assert done.send_and_wait_acks([(1, b"still open")]) == (1, {})
+
+
+def test_udp_keeps_to_scopes_and_refuses_devices_that_must_seal(scoped):
+    """UDP in keys mode has the device-key MAC; scopes apply as on TCP, and a
+    device with require=seal cannot use UDP at all (UDP is never sealed)."""
+    from test_udp import send_then_sentinel
+    dg = mi_client.encode_udp
+    send_then_sentinel(scoped, dg("tel", 1, b"in scope", key=scoped.keys["tel"], topic=1),
+                       dg("tel", 2, b"out of scope", key=scoped.keys["tel"], topic=2),
+                       dg("seald", 1, b"not sealed", key=scoped.keys["seald"], topic=2),
+                       dg("macd", 1, b"mac is enough", key=scoped.keys["macd"], topic=9))
+    assert [r["seq"] for r in stored(scoped, "tel")] == [1]
+    assert not stored(scoped, "seald")
+    assert [r["seq"] for r in stored(scoped, "macd")] == [1]
+    drops = scoped.drops()
+    assert drops["topic"] == 1 and drops["auth"] >= 1

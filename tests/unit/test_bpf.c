@@ -106,6 +106,8 @@ static int deliver_n(struct udp_pair *p, const uint8_t *buf, size_t len, int tim
 	int arrived = 0;
 
 	sent_len = data_frame(sent, sizeof(sent), ++sentinel_seq, 8);
+	sent[4] = MI_F_MAC;   /* passes the keys-mode flags rule too */
+	rehcrc(sent);
 	for (int i = 0; i < times; i++)
 		assert_int_equal(sendto(p->tx, buf, len, 0, (struct sockaddr *)&p->to, p->tolen), (ssize_t)len);
 	assert_int_equal(sendto(p->tx, sent, sent_len, 0, (struct sockaddr *)&p->to, p->tolen), (ssize_t)sent_len);
@@ -193,7 +195,7 @@ static void remove_pins(const char *inst)
 static int group_setup(void **state)
 {
 	char err[512];
-	int r = bpfl_open(instance, MAXF, 0, &B, err, sizeof(err));
+	int r = bpfl_open(instance, MAXF, 0, 0, 0, &B, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "bpfl_open: %s\n", err);
 		return -1;
@@ -268,7 +270,51 @@ static void test_udp_verdicts(void **state)
 
 	n = data_frame(f, sizeof(f), 9, MAXF + 1);
 	expect_drop(&p, f, n, DROP_TOO_LARGE);
+
+	/* open mode (flags rule 0, 0): the kernel does not look at flags */
+	n = data_frame(f, sizeof(f), 10, 10);
+	f[4] = MI_F_MAC | MI_F_SEALED;
+	rehcrc(f);
+	expect_pass(&p, f, n);
 	udp_pair_close(&p);
+}
+
+/* A frame of 20 payload bytes with the given flags. */
+static size_t flagged_frame(uint8_t *out, size_t cap, uint64_t seq, uint16_t flags)
+{
+	uint8_t pay[20] = { 4, 'k', 'e', 'y', 's' };
+	size_t n = mi_frame_build(out, cap, MI_DATA, flags, 0, seq, 0, pay, sizeof(pay));
+	assert_int_equal(n, MI_HDR_LEN + sizeof(pay));
+	return n;
+}
+
+/* Keys mode: the MAC flag is mandatory and the sealed flag refused, both
+ * as DROP_AUTH, in the table the open-mode handle shares. */
+static void test_udp_keys_flags(void **state)
+{
+	struct udp_pair p;
+	struct bpfl *k;
+	uint8_t f[256];
+	char err[512];
+
+	if (bpfl_open(instance, MAXF, 0, MI_F_MAC | MI_F_SEALED, MI_F_MAC, &k, err, sizeof(err)) < 0)
+		fail_msg("keys-mode open: %s", err);
+	assert_non_null(strstr(bpfl_describe(k), "flags & 0x6 == 0x2"));
+	udp_pair_open(&p, AF_INET);
+	if (bpfl_attach_udp(k, p.rx, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	expect_pass(&p, f, flagged_frame(f, sizeof(f), 1, MI_F_MAC));
+	expect_pass(&p, f, flagged_frame(f, sizeof(f), 2, MI_F_MAC | 1u << 8 | MI_F_FPR));  /* others free */
+	expect_drop(&p, f, flagged_frame(f, sizeof(f), 3, 0), DROP_AUTH);
+	expect_drop(&p, f, flagged_frame(f, sizeof(f), 4, MI_F_FPR | 1u << 9), DROP_AUTH);
+	expect_drop(&p, f, flagged_frame(f, sizeof(f), 5, MI_F_SEALED), DROP_AUTH);
+	expect_drop(&p, f, flagged_frame(f, sizeof(f), 6, MI_F_MAC | MI_F_SEALED), DROP_AUTH);
+	/* the checks before it still come first */
+	size_t n = flagged_frame(f, sizeof(f), 7, 0);
+	f[33] ^= 1;
+	expect_drop(&p, f, n, DROP_BAD_HCRC);
+	udp_pair_close(&p);
+	bpfl_close(k);
 }
 
 /* The table in crc_table.h against zlib: random good headers all pass,
@@ -640,7 +686,7 @@ static void test_reopen_keeps_counters(void **state)
 	assert_true(before[DROP_BAD_HCRC].packets > 0);
 	bpfl_close(B);
 	B = NULL;
-	if (bpfl_open(instance, MAXF, 0, &B, err, sizeof(err)) < 0)
+	if (bpfl_open(instance, MAXF, 0, 0, 0, &B, err, sizeof(err)) < 0)
 		fail_msg("reopen: %s", err);
 	const char *d = bpfl_describe(B);
 	assert_non_null(strstr(d, "drops id"));
@@ -656,7 +702,7 @@ static void test_reopen_keeps_counters(void **state)
 
 	/* a second handle at once (another worker process) shares the table */
 	struct bpfl *b2;
-	if (bpfl_open(instance, MAXF, 0, &b2, err, sizeof(err)) < 0)
+	if (bpfl_open(instance, MAXF, 0, 0, 0, &b2, err, sizeof(err)) < 0)
 		fail_msg("second open: %s", err);
 	bpfl_count(b2, DROP_MALFORMED, 3);
 	bpfl_close(b2);
@@ -678,7 +724,7 @@ static void test_replace_incompatible(void **state)
 	assert_true(fd >= 0);
 	assert_int_equal(bpf_obj_pin(fd, path), 0);
 	close(fd);
-	if (bpfl_open(inst, MAXF, 0, &b, err, sizeof(err)) < 0)
+	if (bpfl_open(inst, MAXF, 0, 0, 0, &b, err, sizeof(err)) < 0)
 		fail_msg("open over an incompatible pin: %s", err);
 	assert_non_null(strstr(bpfl_describe(b), "replaced"));
 	struct drop_totals t[DROP_REASON_MAX];
@@ -692,9 +738,9 @@ static void test_api_edges(void **state)
 	struct bpfl *b = (struct bpfl *)0x1;
 	char err[256];
 
-	assert_int_equal(bpfl_open("../x", MAXF, 0, &b, err, sizeof(err)), -EINVAL);
+	assert_int_equal(bpfl_open("../x", MAXF, 0, 0, 0, &b, err, sizeof(err)), -EINVAL);
 	assert_true(b == (struct bpfl *)0x1);      /* untouched on failure */
-	assert_int_equal(bpfl_open("", MAXF, 0, &b, err, sizeof(err)), -EINVAL);
+	assert_int_equal(bpfl_open("", MAXF, 0, 0, 0, &b, err, sizeof(err)), -EINVAL);
 	assert_int_equal(bpfl_read_pinned("no-such-instance-xyz", t, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "no eBPF filter"));
 	assert_int_equal(bpfl_attach_udp(NULL, 0, err, sizeof(err)), -EINVAL);
@@ -739,7 +785,7 @@ static void test_unpinned_mode(void **state)
 		if (drop_caps(CAPBIT(CAP_BPF) | CAPBIT(CAP_PERFMON) | CAPBIT(CAP_NET_ADMIN) |
 			      CAPBIT(CAP_DAC_OVERRIDE)) < 0)
 			_exit(77);
-		if (bpfl_open(instance, MAXF, 0, &b, err, sizeof(err)) < 0) {
+		if (bpfl_open(instance, MAXF, 0, 0, 0, &b, err, sizeof(err)) < 0) {
 			fprintf(stderr, "unpinned open: %s\n", err);
 			_exit(1);
 		}
@@ -779,14 +825,14 @@ static void test_no_privilege_falls_back(void **state)
 		struct bpfl *b = NULL;
 		if (drop_caps(0) < 0)
 			_exit(77);
-		int r = bpfl_open(instance, MAXF, 0, &b, err, sizeof(err));
+		int r = bpfl_open(instance, MAXF, 0, 0, 0, &b, err, sizeof(err));
 		if (r == 0 || b || !err[0]) {
 			fprintf(stderr, "open without privileges: r=%d err='%s'\n", r, err);
 			_exit(1);
 		}
 		struct udp_pair p;
 		udp_pair_open(&p, AF_INET);
-		if (bpfl_attach_udp_classic(p.rx, MAXF, 0, err, sizeof(err)) < 0) {
+		if (bpfl_attach_udp_classic(p.rx, MAXF, 0, 0, 0, err, sizeof(err)) < 0) {
 			fprintf(stderr, "classic: %s\n", err);
 			_exit(1);
 		}
@@ -811,7 +857,7 @@ static void test_classic(void **state)
 	size_t n;
 
 	udp_pair_open(&p, AF_INET);
-	if (bpfl_attach_udp_classic(p.rx, MAXF, 0, err, sizeof(err)) < 0)
+	if (bpfl_attach_udp_classic(p.rx, MAXF, 0, 0, 0, err, sizeof(err)) < 0)
 		fail_msg("%s", err);
 	int zero = 0;
 	assert_int_equal(setsockopt(p.rx, SOL_SOCKET, SO_DETACH_FILTER, &zero, sizeof(zero)), -1);
@@ -862,13 +908,47 @@ static void test_classic(void **state)
 
 	/* a types mask lets other types through */
 	udp_pair_open(&p, AF_INET);
-	assert_int_equal(bpfl_attach_udp_classic(p.rx, MAXF, 1u << MI_DATA | 1u << MI_PING, err, sizeof(err)), 0);
+	assert_int_equal(bpfl_attach_udp_classic(p.rx, MAXF, 1u << MI_DATA | 1u << MI_PING, 0, 0, err, sizeof(err)), 0);
 	n = data_frame(f, sizeof(f), 11, 10);
 	f[3] = MI_PING;
 	rehcrc(f);
 	assert_int_equal(deliver(&p, f, n), 1);
 	f[3] = MI_PONG;
 	assert_int_equal(deliver(&p, f, n), 0);
+	udp_pair_close(&p);
+}
+
+/* The keys-mode flags rule in classic BPF: flags are little-endian and a
+ * half-word load big-endian, so bits of either byte must land right. */
+static void test_classic_keys_flags(void **state)
+{
+	struct udp_pair p;
+	uint8_t f[256];
+	char err[256];
+	uint32_t drops0, drops1;
+
+	udp_pair_open(&p, AF_INET);
+	if (bpfl_attach_udp_classic(p.rx, MAXF, 0, MI_F_MAC | MI_F_SEALED, MI_F_MAC, err, sizeof(err)) < 0)
+		fail_msg("%s", err);
+	assert_int_equal(bpfl_socket_drops(p.rx, &drops0), 0);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 1, MI_F_MAC)), 1);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 2, MI_F_MAC | 1u << 8 | MI_F_FPR)), 1);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 3, 0)), 0);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 4, 1u << 9 | 1u << 10)), 0);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 5, MI_F_SEALED)), 0);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 6, MI_F_MAC | MI_F_SEALED)), 0);
+	assert_int_equal(bpfl_socket_drops(p.rx, &drops1), 0);
+	assert_int_equal(drops1 - drops0, 4);
+	udp_pair_close(&p);
+
+	/* a rule on the high byte (bit 8 clear): the byte order of the
+	 * comparison; the sentinel (flags 0x2) passes it */
+	udp_pair_open(&p, AF_INET);
+	assert_int_equal(bpfl_attach_udp_classic(p.rx, MAXF, 0, 0x0100, 0, err, sizeof(err)), 0);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 7, MI_F_FPR | MI_F_MAC)), 1);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 8, 0x0200)), 1);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 9, 0x0100)), 0);
+	assert_int_equal(deliver(&p, f, flagged_frame(f, sizeof(f), 10, 0x0101)), 0);
 	udp_pair_close(&p);
 }
 
@@ -892,12 +972,14 @@ int main(void)
 {
 	const struct CMUnitTest classic[] = {
 		cmocka_unit_test(test_classic),
+		cmocka_unit_test(test_classic_keys_flags),
 	};
 	const struct CMUnitTest ebpf[] = {
 		cmocka_unit_test(test_api_edges),
 		cmocka_unit_test(test_udp_verdicts),
 		cmocka_unit_test(test_udp_crc),
 		cmocka_unit_test(test_udp_ipv6),
+		cmocka_unit_test(test_udp_keys_flags),
 		cmocka_unit_test(test_udp_gso),
 		cmocka_unit_test(test_user_count),
 		cmocka_unit_test(test_bpftool_dump),

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "shm/atomic.h"
@@ -345,6 +346,22 @@ static void test_attach_with_other_geometry_is_refused(void **state)
 	shm_close_region(&r);
 }
 
+/* shm.c: a region others may read or write is refused, naming its mode. */
+static void test_attach_to_a_region_open_to_others_is_refused(void **state)
+{
+	struct fix *f = *state;
+	shm_region_t r;
+	char err[SHM_ERR_LEN] = "", path[128];
+	struct shm_geom g = { .nrings = 1, .ndevices = 16, .ring_bytes = 4096 };
+	snprintf(path, sizeof(path), "/dev/shm/module-ingest.%s", f->inst);
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(shm_open_region(f->inst, &g, 0, &r, err), -EPERM);
+	assert_non_null(strstr(err, "mode 0644"));
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(shm_open_region(f->inst, &g, 0, &r, err), 0);
+	shm_close_region(&r);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup16, teardown)
@@ -357,6 +374,7 @@ int main(void)
 		T(test_enospc_only_when_every_slot_is_taken),
 		cmocka_unit_test_setup_teardown(test_concurrent_inserts_give_consistent_slots, setup_big, teardown),
 		T(test_attach_with_other_geometry_is_refused),
+		T(test_attach_to_a_region_open_to_others_is_refused),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -411,6 +411,57 @@ static void test_frame_build_layout_and_cap(void **state)
 	assert_memory_equal(inplace, out, MI_HDR_LEN + 100);
 }
 
+/* ---- per-frame MAC ---- */
+
+/* The keys-mode UDP datagram of docs/PROTOCOL.md (UDP): device "sensor-7",
+ * seq 1, topic 0, ts_ns 0x0102030405060708, data "21.5", the MAC keyed with
+ * the device key 00 01 .. 1f over the header and id_len || id || data.
+ * tests/integration/test_udp.py sends these bytes to ingestd. */
+static const uint8_t udp_example[65] = {
+	0x4d, 0x49, 0x01, 0x05, 0x02, 0x00, 0x00, 0x00, 0x1d, 0x00, 0x00, 0x00, 0x4e, 0xcc, 0xb4, 0x22,
+	0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
+	0x5b, 0x52, 0x23, 0x6e, 0x08, 0x73, 0x65, 0x6e, 0x73, 0x6f, 0x72, 0x2d, 0x37, 0x32, 0x31, 0x2e,
+	0x35, 0x0e, 0x2a, 0xef, 0x8e, 0x88, 0x33, 0x54, 0xf3, 0xe3, 0x5f, 0x02, 0xc1, 0xed, 0xb4, 0x88,
+	0x91,
+};
+
+static void test_frame_mac_udp_example(void **state)
+{
+	(void)state;
+	uint8_t key[MI_MAC_KEY_LEN], pl[29], out[MI_HDR_LEN + sizeof(pl)], mac[MI_MAC_LEN];
+	struct mi_hdr h;
+	for (int i = 0; i < MI_MAC_KEY_LEN; i++)
+		key[i] = (uint8_t)i;
+	memcpy(pl, "\x08sensor-721.5", 13);
+	/* the MAC covers len, which counts the MAC: fill the header first */
+	h = (struct mi_hdr){ .version = MI_VERSION, .type = MI_DATA, .flags = MI_F_MAC, .len = sizeof(pl),
+			     .seq = 1, .ts_ns = 0x0102030405060708ull };
+	mi_frame_mac(pl + 13, key, &h, pl, 13);
+	assert_int_equal(mi_frame_build(out, sizeof(out), MI_DATA, MI_F_MAC, 0, 1, 0x0102030405060708ull, pl,
+					sizeof(pl)), sizeof(udp_example));
+	assert_memory_equal(out, udp_example, sizeof(udp_example));
+	/* what ingestd does: decode, then the MAC of what precedes the last 16 bytes */
+	assert_int_equal(mi_hdr_decode(udp_example, &h), 0);
+	mi_frame_mac(mac, key, &h, udp_example + MI_HDR_LEN, h.len - MI_MAC_LEN);
+	assert_memory_equal(mac, udp_example + sizeof(udp_example) - MI_MAC_LEN, MI_MAC_LEN);
+	/* every header field but the CRCs is covered, and every payload byte */
+	for (size_t i = 0; i < sizeof(udp_example) - MI_MAC_LEN; i++) {
+		if ((i >= 12 && i < 16) || (i >= 32 && i < MI_HDR_LEN))
+			continue;
+		uint8_t b[sizeof(udp_example)];
+		memcpy(b, udp_example, sizeof(b));
+		b[i] ^= 0x01;
+		struct mi_hdr g = h;
+		if (i < MI_HDR_LEN) {
+			rehcrc(b);
+			if (mi_hdr_decode(b, &g) < 0)
+				continue;   /* magic, version */
+		}
+		mi_frame_mac(mac, key, &g, b + MI_HDR_LEN, h.len - MI_MAC_LEN);
+		assert_memory_not_equal(mac, udp_example + sizeof(udp_example) - MI_MAC_LEN, MI_MAC_LEN);
+	}
+}
+
 /* ---- device ids ---- */
 
 static void test_devid_valid_charset_and_length(void **state)
@@ -857,6 +908,7 @@ int main(void)
 		cmocka_unit_test(test_hdr_decode_len_over_cap),
 		cmocka_unit_test(test_names_and_strerror),
 		cmocka_unit_test(test_frame_build_layout_and_cap),
+		cmocka_unit_test(test_frame_mac_udp_example),
 		cmocka_unit_test(test_devid_valid_charset_and_length),
 		cmocka_unit_test(test_dec_whole_buffer_yields_the_frames_built),
 		cmocka_unit_test(test_dec_every_split_point_matches_whole),
