@@ -2,28 +2,10 @@
 
 #include <sodium.h>
 #include <string.h>
-#include <zlib.h>
 
-uint32_t mi_crc32(const void *buf, size_t len)
-{
-	return mi_crc32_update(0, buf, len);
-}
 
-uint32_t mi_crc32_update(uint32_t crc, const void *buf, size_t len)
-{
-	uLong c = crc;
-	const uint8_t *p = buf;
-	/* zlib's length is uInt: feed very large buffers in pieces */
-	while (len > 0) {
-		uInt n = len > (1u << 30) ? (1u << 30) : (uInt)len;
-		c = crc32(c, p, n);
-		p += n;
-		len -= n;
-	}
-	return (uint32_t)c;
-}
-
-void mi_hdr_encode(const struct mi_hdr *h, uint8_t out[MI_HDR_LEN])
+/* bytes 0..31; the MAC and seal cover them without the CRCs */
+static void hdr_pack(const struct mi_hdr *h, uint8_t out[32])
 {
 	out[0] = MI_MAGIC0;
 	out[1] = MI_MAGIC1;
@@ -35,18 +17,30 @@ void mi_hdr_encode(const struct mi_hdr *h, uint8_t out[MI_HDR_LEN])
 	mi_put32(out + 12, h->pcrc);
 	mi_put64(out + 16, h->seq);
 	mi_put64(out + 24, h->ts_ns);
+}
+
+void mi_hdr_encode(const struct mi_hdr *h, uint8_t out[MI_HDR_LEN])
+{
+	hdr_pack(h, out);
 	mi_put32(out + 32, mi_crc32(out, 32));
+}
+
+void mi_hdr_aad(const struct mi_hdr *h, uint8_t out[MI_AAD_LEN])
+{
+	uint8_t b[32];
+	hdr_pack(h, b);
+	memcpy(out, b, 12);
+	memcpy(out + 12, b + 16, 16);
 }
 
 void mi_frame_mac(uint8_t out[MI_MAC_LEN], const uint8_t key[MI_MAC_KEY_LEN], const struct mi_hdr *h,
 		  const void *data, size_t dlen)
 {
-	uint8_t hb[MI_HDR_LEN];
+	uint8_t ad[MI_AAD_LEN];
 	crypto_generichash_state st;
-	mi_hdr_encode(h, hb);
+	mi_hdr_aad(h, ad);
 	crypto_generichash_init(&st, key, MI_MAC_KEY_LEN, MI_MAC_LEN);
-	crypto_generichash_update(&st, hb, 12);
-	crypto_generichash_update(&st, hb + 16, 16);
+	crypto_generichash_update(&st, ad, sizeof(ad));
 	crypto_generichash_update(&st, data, dlen);
 	crypto_generichash_final(&st, out, MI_MAC_LEN);
 	sodium_memzero(&st, sizeof(st));
@@ -165,7 +159,14 @@ static int emit(struct mi_decoder *d, const uint8_t *payload, struct mi_frame *o
 {
 	out->h = d->h;
 	out->payload = payload;
-	out->pcrc_ok = mi_crc32(payload, d->h.len) == d->h.pcrc;
+	/* a MAC'd or sealed frame's data CRC on the way (the record's CRC) */
+	if ((d->h.flags & (MI_F_MAC | MI_F_SEALED)) && d->h.len >= MI_MAC_LEN) {
+		out->dcrc = mi_crc32(payload, d->h.len - MI_MAC_LEN);
+		out->pcrc_ok = mi_crc32_update(out->dcrc, payload + d->h.len - MI_MAC_LEN, MI_MAC_LEN) == d->h.pcrc;
+	} else {
+		out->dcrc = d->h.pcrc;
+		out->pcrc_ok = mi_crc32(payload, d->h.len) == d->h.pcrc;
+	}
 	d->hdr_have = 0;
 	d->hdr_done = 0;
 	d->pay_have = 0;

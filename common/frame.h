@@ -102,6 +102,7 @@ static inline void mi_put32(uint8_t *p, uint32_t v)
 }
 static inline void mi_put64(uint8_t *p, uint64_t v) { mi_put32(p, (uint32_t)v); mi_put32(p + 4, (uint32_t)(v >> 32)); }
 
+/* CRC-32 as zlib's crc32 (common/crc32.c). */
 uint32_t mi_crc32(const void *buf, size_t len);
 /* Continues a CRC-32 over more bytes. */
 uint32_t mi_crc32_update(uint32_t crc, const void *buf, size_t len);
@@ -119,6 +120,10 @@ int mi_hdr_decode(const uint8_t in[MI_HDR_LEN], struct mi_hdr *ret);
  * MAC as payload; data is the payload before the MAC (dlen = h->len - 16). */
 #define MI_MAC_LEN 16
 #define MI_MAC_KEY_LEN 32
+/* Header bytes 0..11 || 16..31 (all but pcrc and hcrc): what the per-frame
+ * MAC and the seal's associated data cover. */
+#define MI_AAD_LEN 28
+void mi_hdr_aad(const struct mi_hdr *h, uint8_t out[MI_AAD_LEN]);
 void mi_frame_mac(uint8_t out[MI_MAC_LEN], const uint8_t key[MI_MAC_KEY_LEN], const struct mi_hdr *h,
 		  const void *data, size_t dlen);
 
@@ -154,6 +159,8 @@ struct mi_frame {
 	struct mi_hdr h;
 	const uint8_t *payload;   /* h.len bytes */
 	int pcrc_ok;
+	uint32_t dcrc;            /* CRC of the payload but its last 16 bytes when
+				   * flags bit 1 or 2 and len >= 16, else pcrc */
 };
 
 struct mi_decoder {

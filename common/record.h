@@ -78,7 +78,8 @@ static inline const uint8_t *rec_payload(const struct rec_hdr *h)
 }
 
 /* The record's CRC, given the CRC of its payload (already checked on the
- * wire, so the payload is not read again). */
+ * wire): large payloads are not read again (crc32_combine); small ones,
+ * already copied into the record, are (cheaper than the combine). */
 uint32_t rec_crc_with(const struct rec_hdr *h, uint32_t payload_crc);
 /* The record's CRC computed from all its bytes. */
 uint32_t rec_crc(const struct rec_hdr *h);

@@ -232,13 +232,11 @@ int session_store(struct worker *w, int32_t slot, uint16_t topic, uint64_t seq, 
  * plaintext lands in w->open_buf.  0, or -1 when the tag does not verify. */
 static int open_sealed(struct worker *w, struct conn *c, const struct mi_frame *f)
 {
-	uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES], hdr[MI_HDR_LEN], ad[28];
+	uint8_t nonce[crypto_aead_xchacha20poly1305_ietf_NPUBBYTES], ad[MI_AAD_LEN];
 	_Static_assert(sizeof(nonce) == 8 + MI_NONCE_LEN, "seal nonce = seq || server nonce");
 	mi_put64(nonce, f->h.seq);
 	memcpy(nonce + 8, c->snonce, MI_NONCE_LEN);
-	mi_hdr_encode(&f->h, hdr);
-	memcpy(ad, hdr, 12);
-	memcpy(ad + 12, hdr + 16, 16);
+	mi_hdr_aad(&f->h, ad);
 	unsigned long long mlen;
 	return crypto_aead_xchacha20poly1305_ietf_decrypt(w->open_buf, &mlen, NULL, f->payload, f->h.len, ad,
 							  sizeof(ad), nonce, c->sess_key);
@@ -286,14 +284,14 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 		dlen = h->len - MI_MAC_LEN;
 		uint8_t mac[MI_MAC_LEN];
 		mi_frame_mac(mac, c->sess_key, h, f->payload, dlen);
-		int ok = sodium_memcmp(mac, f->payload + dlen, MI_MAC_LEN) == 0;
+		int ok = crypto_verify_16(mac, f->payload + dlen) == 0;   /* constant time */
 		sodium_memzero(mac, sizeof(mac));
 		if (!ok) {
 			filter_count(w, DROP_BAD_MAC, MI_HDR_LEN + h->len);
 			shm_count(&w->ctr[IC_BAD_MAC], 1);
 			return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED, "MAC does not verify") < 0 ? -1 : 0;
 		}
-		dcrc = mi_crc32(f->payload, dlen);
+		dcrc = f->dcrc;   /* the decoder's, on its way to pcrc */
 	}
 	if (c->dev) {
 		const char *why = NULL;

@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <zlib.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -254,6 +255,21 @@ static void test_crc32_is_zlib_crc32(void **state)
 	(void)state;
 	assert_int_equal(mi_crc32("123456789", 9), 0xCBF43926u);
 	assert_int_equal(mi_crc32("", 0), 0);
+	/* bit for bit zlib's: every length to 300 at every alignment, chained
+	 * updates with arbitrary seeds, and a long buffer */
+	static uint8_t buf[70000];
+	rng_seed(7);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)rng_next();
+	for (size_t off = 0; off < 8; off++)
+		for (size_t len = 0; len <= 300; len++)
+			assert_int_equal(mi_crc32(buf + off, len), (uint32_t)crc32(0L, buf + off, (uInt)len));
+	for (int i = 0; i < 1000; i++) {
+		uint32_t seed = (uint32_t)rng_next();
+		size_t off = rng_next() % 1000, len = rng_next() % 5000;
+		assert_int_equal(mi_crc32_update(seed, buf + off, len), (uint32_t)crc32(seed, buf + off, (uInt)len));
+	}
+	assert_int_equal(mi_crc32(buf, sizeof(buf)), (uint32_t)crc32(0L, buf, sizeof(buf)));
 }
 
 static void test_hdr_encode_decode_round_trip(void **state)
