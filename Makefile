@@ -95,14 +95,28 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TESTLIB_OBJ) $(LIB)
 # ---- fuzzing (clang libFuzzer + ASan/UBSan), always its own build dir ----
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
-FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE \
+FUZZ_CFLAGS := -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE \
 	-I. -I/usr/include/iniparser $(filter-out -Wno-format-truncation,$(WARN))
 FUZZ_TIME ?= 20
+comma := ,
+# objects are built once for every target (libFuzzer's main only at link)
+FUZZ_OBJ_CFLAGS = $(subst -fsanitize=fuzzer$(comma),-fsanitize=fuzzer-no-link$(comma),$(FUZZ_CFLAGS)) -MMD -MP
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=build-fuzz/obj/%.o)
+# targets that drive the server link ingestd's modules but main.c (and
+# worker.c, which fuzz_handshake.c includes for its static functions)
+FUZZ_INGESTD_OBJ := $(patsubst %.c,build-fuzz/obj/%.o,$(filter-out ingestd/main.c ingestd/worker.c,$(SRC_ingestd)))
 
-build-fuzz/%: tests/fuzz/%.c $(LIB_SRC)
+build-fuzz/obj/%.o: %.c
+	@mkdir -p $(@D)
+	@$(if $(Q),echo "  FUZZCC  $<")
+	$(Q)clang $(FUZZ_OBJ_CFLAGS) -c -o $@ $<
+
+$(FUZZ_BIN): build-fuzz/%: build-fuzz/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJ)
 	@mkdir -p $(@D)
 	@$(if $(Q),echo "  FUZZ    $@")
-	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS) -pthread
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $^ $(LDLIBS) -pthread
+
+build-fuzz/fuzz_handshake: $(FUZZ_INGESTD_OBJ)
 
 fuzz: $(FUZZ_BIN)
 	$(Q)for f in $(FUZZ_BIN); do n=$$(basename $$f); \
@@ -117,9 +131,10 @@ fuzz: $(FUZZ_BIN)
 # ---- bpf ----
 # bpf/filter.bpf.c -> <build>/bpf/filter.bpf.o (clang -target bpf, BTF kept)
 # -> <build>/bpf/filter.skel.h (bpftool gen skeleton) -> bpf/loader.c in
-# libmi.a.  The fuzz build compiles $(LIB_SRC) itself, so it gets its own
-# skeleton in build-fuzz/bpf.  Appended here, after the rules that expand
-# LIB_OBJ and the fuzz prerequisites, so those get bpf/loader.c explicitly.
+# libmi.a.  The fuzz build compiles $(LIB_SRC) into its own objects, so
+# it gets its own skeleton in build-fuzz/bpf.  Appended here, after the
+# rules that expand LIB_OBJ and the fuzz prerequisites, so those get
+# bpf/loader.o explicitly.
 BPF_CLANG  ?= clang
 BPFTOOL    ?= $(or $(shell command -v bpftool 2>/dev/null),/usr/sbin/bpftool)
 BPF_CFLAGS := -target bpf -mcpu=v3 -O2 -g -Wall -Wextra -Werror \
@@ -140,7 +155,8 @@ LIB_OBJ += $(BUILD)/obj/bpf/loader.o
 $(LIB): $(BUILD)/obj/bpf/loader.o
 $(BUILD)/obj/bpf/loader.o: $(BUILD)/bpf/filter.skel.h
 $(BUILD)/obj/bpf/loader.o: CPPFLAGS += -I$(BUILD)/bpf
-$(FUZZ_BIN): bpf/loader.c build-fuzz/bpf/filter.skel.h
+$(FUZZ_BIN): build-fuzz/obj/bpf/loader.o
+build-fuzz/obj/bpf/loader.o: build-fuzz/bpf/filter.skel.h
 FUZZ_CFLAGS += -Ibuild-fuzz/bpf
 LDLIBS   += -lbpf -lelf
 DEB_PKGS += libelf-dev
@@ -200,4 +216,4 @@ clean:
 
 .PHONY: all deps unit unit-asan integration integration-asan clang test run bench clean fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) build-fuzz/obj -name '*.d' 2>/dev/null)

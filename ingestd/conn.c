@@ -44,17 +44,18 @@ static int process(struct worker *w, struct conn *c, const uint8_t *buf, size_t 
 		if (buf[0] == '{') {
 			if (!w->s->ndjson) {
 				static const char msg[] = "{\"error\":\"NDJSON is disabled on this server ([auth] ndjson)\"}\n";
-				conn_send(w, c, msg, sizeof(msg) - 1);
 				shm_count(&w->ctr[IC_NDJSON_ERRORS], 1);
-				conn_close(w, c, "NDJSON line but [auth] ndjson is off");
+				/* a failed send has closed (and freed) c already */
+				if (conn_send(w, c, msg, sizeof(msg) - 1) == 0)
+					conn_close(w, c, "NDJSON line but [auth] ndjson is off");
 				return -1;
 			}
 			if (w->keys_mode) {
 				static const char msg[] =
 					"{\"error\":\"NDJSON is refused in [auth] mode = keys: devices must authenticate with the binary protocol\"}\n";
-				conn_send(w, c, msg, sizeof(msg) - 1);
 				shm_count(&w->ctr[IC_NDJSON_ERRORS], 1);
-				conn_close(w, c, "NDJSON line refused in keys mode");
+				if (conn_send(w, c, msg, sizeof(msg) - 1) == 0)
+					conn_close(w, c, "NDJSON line refused in keys mode");
 				return -1;
 			}
 			c->state = CS_NDJSON;

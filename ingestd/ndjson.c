@@ -137,6 +137,8 @@ int ndjson_feed(struct worker *w, struct conn *c, const uint8_t *buf, size_t len
 			c->line_len += (uint32_t)take;
 			if (nl) {
 				int r = one_line(w, c, c->line, c->line_len);
+				if (r < 0)
+					return -1;   /* closed: conn_close gave the line back, c is freed */
 				pool_put(w->pool, c->line, c->line_cap);
 				c->line = NULL;
 				c->line_len = c->line_cap = 0;

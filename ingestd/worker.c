@@ -335,6 +335,52 @@ static void teardown(struct worker *w)
 	pool_free(w->pool);
 }
 
+enum { EV_DURABLE = 1, EV_WORK = 2 };
+
+/* One epoll batch: accepts, UDP, durable wake-ups, socket I/O.  Returns
+ * EV_* bits (the fuzz harness drives this too). */
+static int handle_events(struct worker *w, const struct epoll_event *evs, int n)
+{
+	int r = 0;
+	for (int i = 0; i < n; i++) {
+		uint64_t tag = evs[i].data.u64;
+		if (tag == TAG_LISTEN) {
+			if (!ingestd_stop)
+				accept_all(w);
+			r |= EV_WORK;
+			continue;
+		}
+		if (tag == TAG_UDP) {
+			if (!ingestd_stop)
+				udp_on_readable(w);
+			r |= EV_WORK;
+			continue;
+		}
+		if (tag == TAG_EVENT) {
+			uint64_t v;
+			if (read(w->efd, &v, sizeof(v)) < 0) { /* EAGAIN: already drained */ }
+			r |= EV_DURABLE | EV_WORK;
+			continue;
+		}
+		struct conn *c = w->conns[tag];
+		if (!c || c->state == CS_CLOSING)
+			continue;
+		if (evs[i].events & EPOLLOUT) {
+			if (c->wlen)
+				r |= EV_WORK;
+			conn_on_writable(w, c);
+			if (w->conns[tag] != c)
+				continue;   /* a failed flush closed it: c is freed */
+		}
+		if (c->state != CS_CLOSING && !ingestd_stop &&
+		    (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) {
+			r |= EV_WORK;
+			conn_on_readable(w, c);
+		}
+	}
+	return r;
+}
+
 int worker_run(struct worker *w)
 {
 	struct epoll_event evs[512];
@@ -357,33 +403,7 @@ int worker_run(struct worker *w)
 		int n = epoll_wait(w->ep, evs, 512, w->ready_head && !w->ring_full ? 0 : 200);
 		w->now_ms = clock_mono_ns() / 1000000;
 		w->now_ns = clock_real_ns();
-		int durable_moved = 0;
-		for (int i = 0; i < n; i++) {
-			uint64_t tag = evs[i].data.u64;
-			if (tag == TAG_LISTEN) {
-				if (!ingestd_stop)
-					accept_all(w);
-				continue;
-			}
-			if (tag == TAG_UDP) {
-				if (!ingestd_stop)
-					udp_on_readable(w);
-				continue;
-			}
-			if (tag == TAG_EVENT) {
-				uint64_t v;
-				if (read(w->efd, &v, sizeof(v)) < 0) { /* EAGAIN: already drained */ }
-				durable_moved = 1;
-				continue;
-			}
-			struct conn *c = w->conns[tag];
-			if (!c || c->state == CS_CLOSING)
-				continue;
-			if (evs[i].events & EPOLLOUT)
-				conn_on_writable(w, c);
-			if (c->state != CS_CLOSING && !ingestd_stop && (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-				conn_on_readable(w, c);
-		}
+		int durable_moved = handle_events(w, evs, n) & EV_DURABLE;
 		if (ingestd_reload) {
 			ingestd_reload = 0;
 			auth_reload(w);

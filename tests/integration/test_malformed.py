@@ -1,9 +1,14 @@
 """Bad input gets NACK or close, costs nothing else, and is never stored."""
 import os
 import random
+import signal
 import socket
 import struct
+import subprocess
+import time
 import zlib
+
+import pytest
 
 import mi_client
 from mi_client import DATA, HELLO, NACK, encode_frame, hello_payload
@@ -118,3 +123,66 @@ def test_server_survives_a_storm_of_garbage_and_stores_none_of_it(pipeline):
     assert pipeline.send("after-storm", 100).returncode == 0
     assert {r["device"] for r in pipeline.dump()} == {"after-storm"}
     assert pipeline.stats()["stages"]["ingestd"]["counters"]["conn_open"] == 0
+
+
+def _rst(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def _server_sendq(port):
+    out = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True).stdout.split()
+    return int(out[1]) if len(out) > 1 else -1
+
+
+def test_peer_that_stops_reading_then_resets_does_not_crash_ingestd(pipeline):
+    """Found by fuzz_handshake: output queued in the connection's buffer, then
+    an RST: the failed flush closed (freed) the connection and the event loop
+    went on using it.  Under ASan the use-after-free is a report, which fails
+    the test; without, ingestd must still be the same process, serving."""
+    pid = pipeline.pid("ingestd")
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", pipeline.port))
+    s.sendall(mi_client.encode_frame(mi_client.HELLO, mi_client.hello_payload("stopper")))
+    pings, last, same = mi_client.encode_frame(mi_client.PING, seq=7) * 500, -1, 0
+    deadline = time.monotonic() + 20
+    while same < 2 and time.monotonic() < deadline:   # PONGs never read: fill the kernel buffers
+        s.sendall(pings)
+        time.sleep(0.05)
+        q = _server_sendq(pipeline.port)
+        same, last = (same + 1 if q == last else 0), q
+    s.sendall(pings)                                   # these PONGs wait in ingestd's buffer
+    time.sleep(0.3)
+    _rst(s)
+    time.sleep(0.5)
+    assert pipeline.pid("ingestd") == pid
+    assert pipeline.send("after-rst", 5).returncode == 0
+
+
+@pytest.mark.parametrize("mode", ["ndjson_off", "keys"])
+def test_refused_ndjson_from_a_peer_already_gone_does_not_crash_ingestd(pipeline_factory, tmp_path, mode):
+    """Found by fuzz_handshake: the refusal's send failed (peer reset), which
+    closed the connection, and the refusal then closed it a second time."""
+    if mode == "keys":
+        kf = tmp_path / "keys"
+        kf.write_text("")
+        os.chmod(kf, 0o600)
+        p = pipeline_factory(auth__mode="keys", auth__keys_file=kf).start()
+    else:
+        p = pipeline_factory(auth__ndjson="false").start()
+    pid = p.pid("ingestd")
+    s = socket.socket()
+    s.connect(("127.0.0.1", p.port))
+    time.sleep(0.3)
+    os.kill(pid, signal.SIGSTOP)                       # the line and the RST arrive before ingestd reads
+    try:
+        s.sendall(b'{"source":"s","data":"x"}\n')
+        _rst(s)
+        time.sleep(0.2)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    time.sleep(0.5)
+    assert p.pid("ingestd") == pid
+    p.wait_listening()
