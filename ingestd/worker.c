@@ -304,10 +304,8 @@ static int setup(struct worker *w)
 	return 0;
 }
 
-static void teardown(struct worker *w)
+static void close_all(struct worker *w)
 {
-	if (w->rbuf)
-		ack_stop(w);
 	for (int fd = 0; w->conns && fd < w->nconns_max_fd; fd++)
 		if (w->conns[fd]) {
 			struct conn *c = w->conns[fd];
@@ -316,6 +314,13 @@ static void teardown(struct worker *w)
 			if (w->conns[fd])
 				reap(w, c);
 		}
+}
+
+static void teardown(struct worker *w)
+{
+	if (w->rbuf)
+		ack_stop(w);
+	close_all(w);
 	if (w->lfd >= 0)
 		close(w->lfd);
 	if (w->ep >= 0)

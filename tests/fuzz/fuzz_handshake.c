@@ -1094,14 +1094,7 @@ HARNESS static void finish_input(void)
 	for (int i = 0; i < H.nmodels; i++)
 		model_close(&H.m[i]);
 	pump();
-	for (int fd = 0; fd < w->nconns_max_fd; fd++)
-		if (w->conns[fd]) {
-			struct conn *c = w->conns[fd];
-			if (c->state != CS_CLOSING)
-				conn_close(w, c, NULL);
-			if (w->conns[fd])
-				reap(w, c);
-		}
+	close_all(w);
 	w->ready_head = NULL;
 	CHECK(w->nconns == 0 && !w->ack_head);
 	for (uint32_t i = 0; i < w->ctl->ndevices; i++)
