@@ -142,14 +142,17 @@ static void *checkpoint_main(void *arg)
 		last_lsn = lsn;
 		rate = (rate * 7 + tick_rate) / 8;
 		uint64_t pace = 2 * rate > SPARE_MIN_RATE ? 2 * rate : SPARE_MIN_RATE;
-		if (spare_wait)
+		if (spare_wait > 0)
 			spare_wait--;
-		int r = spare_wait ? 0 : wal_spare_step(&sp, wal_dir, k->s->segment_bytes, pace / (1000 / TICK_MS));
-		if (r < 0 && r != spare_err)
-			log_warn("%s/spare: %s; new segments grow as they fill (slower syncs)", wal_dir, strerror(-r));
-		if (r < 0)
-			spare_wait = 1000 / TICK_MS;   /* a full disk is not fixed in 20 ms */
-		spare_err = r < 0 ? r : spare_wait ? spare_err : 0;
+		if (spare_wait == 0) {
+			int r = wal_spare_step(&sp, wal_dir, k->s->segment_bytes, pace / (1000 / TICK_MS));
+			if (r < 0 && r != spare_err)
+				log_warn("%s/spare: %s; new segments grow as they fill (slower syncs)", wal_dir,
+					 strerror(-r));
+			if (r < 0)
+				spare_wait = 1000 / TICK_MS;   /* a full disk is not fixed in 20 ms */
+			spare_err = r < 0 ? r : 0;
+		}
 		struct timespec ts = { 0, TICK_MS * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 		slept += TICK_MS;

@@ -36,6 +36,16 @@ int auth_load(const struct settings *s, keys_t **ret, char *err, size_t errlen)
 	return 0;
 }
 
+enum auth_verdict auth_frame_allowed(const struct worker *w, const struct keys_device *d, uint16_t flags,
+				     uint16_t topic)
+{
+	if (d->require == KEYS_REQ_SEAL && !(flags & MI_F_SEALED))
+		return AUTH_NEED_SEAL;
+	if ((d->require == KEYS_REQ_MAC || w->s->require_mac) && !(flags & (MI_F_MAC | MI_F_SEALED)))
+		return AUTH_NEED_MAC;
+	return keys_topic_id_allowed(d, topic) ? AUTH_OK : AUTH_TOPIC;
+}
+
 static const char *changed(const struct keys_device *old, const struct keys_device *now)
 {
 	if (!now)

@@ -157,6 +157,11 @@ void session_end(struct worker *w, struct conn *c);
 int auth_load(const struct settings *s, struct keys **ret, char *err, size_t errlen);
 /* SIGHUP: the keys file again; see auth.c.  Logs what it did. */
 void auth_reload(struct worker *w);
+/* What the keys file (require=, topics=) and [auth] require_mac say of an
+ * authentic DATA frame of device d, over TCP or UDP. */
+enum auth_verdict { AUTH_OK, AUTH_NEED_MAC, AUTH_NEED_SEAL, AUTH_TOPIC };
+enum auth_verdict auth_frame_allowed(const struct worker *w, const struct keys_device *d, uint16_t flags,
+				     uint16_t topic);
 
 /* ack.c */
 int ack_start(struct worker *w);

@@ -293,20 +293,17 @@ static int on_data(struct worker *w, struct conn *c, const struct mi_frame *f)
 		}
 		dcrc = f->dcrc;   /* the decoder's, on its way to pcrc */
 	}
-	if (c->dev) {
-		const char *why = NULL;
-		if (c->dev->require == KEYS_REQ_SEAL && !(h->flags & MI_F_SEALED))
-			why = "sealed frames required for this device";
-		else if ((c->dev->require == KEYS_REQ_MAC || w->s->require_mac) && !(h->flags & (MI_F_MAC | MI_F_SEALED)))
-			why = "MAC required";
-		if (why)
-			return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED, why) < 0 ? -1 : 0;
-		if (!keys_topic_id_allowed(c->dev, h->topic)) {
-			char msg[160];
-			snprintf(msg, sizeof(msg), "topic %u is not in the scopes of device '%s'", h->topic, c->dev->id);
-			filter_count(w, DROP_TOPIC, MI_HDR_LEN + h->len);
-			return session_nack(w, c, h->seq, MI_NACK_TOPIC, msg) < 0 ? -1 : 0;
-		}
+	enum auth_verdict v = c->dev ? auth_frame_allowed(w, c->dev, h->flags, h->topic) : AUTH_OK;
+	if (v == AUTH_NEED_SEAL || v == AUTH_NEED_MAC)
+		return session_nack(w, c, h->seq, MI_NACK_AUTH_FAILED,
+				    v == AUTH_NEED_SEAL ? "sealed frames required for this device" : "MAC required") < 0
+			       ? -1
+			       : 0;
+	if (v == AUTH_TOPIC) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "topic %u is not in the scopes of device '%s'", h->topic, c->dev->id);
+		filter_count(w, DROP_TOPIC, MI_HDR_LEN + h->len);
+		return session_nack(w, c, h->seq, MI_NACK_TOPIC, msg) < 0 ? -1 : 0;
 	}
 	if (h->seq == 0)
 		return session_nack(w, c, 0, MI_NACK_SEQ, "seq 0 is not a valid DATA seq") < 0 ? -1 : 0;

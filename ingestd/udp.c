@@ -149,16 +149,14 @@ static int verify_mac(struct worker *w, const struct mi_hdr *h, const uint8_t *p
 	int ok = crypto_verify_16(mac, pl + mlen) == 0;   /* constant time */
 	sodium_memzero(mac, sizeof(mac));
 	if (known && ok) {
-		/* after the MAC: what an authentic datagram may not do */
-		if (d->require == KEYS_REQ_SEAL) {
+		/* after the MAC, the keys file's rules, as over TCP: UDP is never
+		 * sealed, and its MAC meets any MAC requirement */
+		enum auth_verdict v = auth_frame_allowed(w, d, h->flags, h->topic);
+		if (v == AUTH_NEED_SEAL || v == AUTH_NEED_MAC)
 			drop(w, DROP_AUTH, n, "device must seal (require=seal) and UDP cannot", from);
-			return -1;
-		}
-		if (!keys_topic_id_allowed(d, h->topic)) {
+		else if (v == AUTH_TOPIC)
 			drop(w, DROP_TOPIC, n, "topic not in the device's scopes", from);
-			return -1;
-		}
-		return 0;
+		return v == AUTH_OK ? 0 : -1;
 	}
 	char why[MI_DEVID_MAX + 64];
 	if (log_enabled(LOG_DEBUG))
