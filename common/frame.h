@@ -106,6 +106,9 @@ static inline void mi_put64(uint8_t *p, uint64_t v) { mi_put32(p, (uint32_t)v); 
 uint32_t mi_crc32(const void *buf, size_t len);
 /* Continues a CRC-32 over more bytes. */
 uint32_t mi_crc32_update(uint32_t crc, const void *buf, size_t len);
+/* The same without carry-less multiplication: what mi_crc32_update uses on
+ * a CPU without PCLMULQDQ (and the tests, to check both paths). */
+uint32_t mi_crc32_update_portable(uint32_t crc, const void *buf, size_t len);
 
 /* Writes h into out (pcrc as given) and computes hcrc; h->hcrc is ignored. */
 void mi_hdr_encode(const struct mi_hdr *h, uint8_t out[MI_HDR_LEN]);

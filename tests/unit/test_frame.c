@@ -262,14 +262,20 @@ static void test_crc32_is_zlib_crc32(void **state)
 	for (size_t i = 0; i < sizeof(buf); i++)
 		buf[i] = (uint8_t)rng_next();
 	for (size_t off = 0; off < 8; off++)
-		for (size_t len = 0; len <= 300; len++)
-			assert_int_equal(mi_crc32(buf + off, len), (uint32_t)crc32(0L, buf + off, (uInt)len));
+		for (size_t len = 0; len <= 300; len++) {
+			uint32_t z = (uint32_t)crc32(0L, buf + off, (uInt)len);
+			assert_int_equal(mi_crc32(buf + off, len), z);
+			assert_int_equal(mi_crc32_update_portable(0, buf + off, len), z);
+		}
 	for (int i = 0; i < 1000; i++) {
 		uint32_t seed = (uint32_t)rng_next();
 		size_t off = rng_next() % 1000, len = rng_next() % 5000;
-		assert_int_equal(mi_crc32_update(seed, buf + off, len), (uint32_t)crc32(seed, buf + off, (uInt)len));
+		uint32_t z = (uint32_t)crc32(seed, buf + off, (uInt)len);
+		assert_int_equal(mi_crc32_update(seed, buf + off, len), z);
+		assert_int_equal(mi_crc32_update_portable(seed, buf + off, len), z);
 	}
 	assert_int_equal(mi_crc32(buf, sizeof(buf)), (uint32_t)crc32(0L, buf, sizeof(buf)));
+	assert_int_equal(mi_crc32_update_portable(0, buf, sizeof(buf)), (uint32_t)crc32(0L, buf, sizeof(buf)));
 }
 
 static void test_hdr_encode_decode_round_trip(void **state)
