@@ -353,13 +353,13 @@ static void mac_frame(const mic_t *c, uint8_t *fr)
 #define SEAL_NONCE_LEN 24
 #define SEAL_AD_LEN 28
 
-/* nonce = seq (header bytes 16..23, already u64 LE) || Ns;
+/* nonce = Ns || seq (header bytes 16..23, already u64 LE);
  * AD = header bytes 0..11 || 16..31 */
 static void seal_params(const uint8_t *fr, const uint8_t ns[MI_NONCE_LEN],
 			uint8_t nonce[SEAL_NONCE_LEN], uint8_t ad[SEAL_AD_LEN])
 {
-	memcpy(nonce, fr + 16, 8);
-	memcpy(nonce + 8, ns, MI_NONCE_LEN);
+	memcpy(nonce, ns, MI_NONCE_LEN);
+	memcpy(nonce + MI_NONCE_LEN, fr + 16, 8);
 	memcpy(ad, fr, 12);
 	memcpy(ad + 12, fr + 16, 16);
 }

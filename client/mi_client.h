@@ -30,7 +30,7 @@
  * Sealed frames (opts.seal, with opts.key; not with opts.mac): every DATA
  * payload is encrypted and authenticated with XChaCha20-Poly1305 (flags bit
  * 2, bit 1 clear; docs/PROTOCOL.md "Sealed DATA"): key = the session key,
- * nonce = u64 LE seq || the server nonce Ns of the session's CHALLENGE, AD =
+ * nonce = the server nonce Ns of the session's CHALLENGE || u64 LE seq, AD =
  * header bytes 0..11 || 16..31; the payload becomes ciphertext || 16-byte
  * tag, which counts against the server's max frame like the MAC.  Frames
  * are sealed in place in the window (no copy, no allocation); after a
@@ -146,7 +146,7 @@ const char *mic_strerror(int err);
 /* Builds one sealed DATA frame into out (docs/PROTOCOL.md "Sealed DATA"):
  * header type DATA, flags MI_F_SEALED (bit 2 only), topic, seq, ts_ns, len =
  * len + MIC_SEAL_TAG_LEN; payload = crypto_aead_xchacha20poly1305_ietf_encrypt
- * of pt[0..len) with nonce = u64 LE seq || ns, AD = header bytes 0..11 ||
+ * of pt[0..len) with nonce = ns || u64 LE seq, AD = header bytes 0..11 ||
  * 16..31, key = the session key; then pcrc over the sealed payload, then
  * hcrc.  pt may be out + 36 (sealing in place); otherwise it must not
  * overlap out.  Deterministic: same inputs, same bytes.  Returns the frame

@@ -70,7 +70,8 @@ struct conn {
 	struct sockaddr_in6 peer;
 	struct mi_decoder dec;
 	uint8_t sess_key[32];     /* keys mode: the key of per-frame MACs and seals */
-	uint8_t snonce[MI_NONCE_LEN]; /* keys mode: the session's server nonce (seal nonces) */
+	uint8_t seal_key[32];     /* keys mode: HChaCha20(sess_key, server nonce), the
+				   * ChaCha20-Poly1305 key of every sealed frame */
 	const struct keys_device *dev; /* keys mode session: its device in w->keys
 					* (scopes, require=); re-pointed by auth_reload */
 };

@@ -179,12 +179,12 @@ def _libsodium():
 
 
 def seal_payload(session_key: bytes, server_nonce: bytes, header: bytes, data: bytes) -> bytes:
-    """XChaCha20-Poly1305 of data (docs/PROTOCOL.md, Sealed DATA): nonce = seq
-    (u64 LE, from the header) || the session's 16-byte server nonce, associated
+    """XChaCha20-Poly1305 of data (docs/PROTOCOL.md, Sealed DATA): nonce = the
+    session's 16-byte server nonce || seq (u64 LE, from the header), associated
     data = header bytes 0..11 and 16..31.  Returns ciphertext || 16-byte tag."""
     import ctypes
     lib = _libsodium()
-    nonce = bytes(header[16:24]) + bytes(server_nonce)
+    nonce = bytes(server_nonce) + bytes(header[16:24])
     ad = bytes(header[:12]) + bytes(header[16:32])
     out = ctypes.create_string_buffer(len(data) + MAC_LEN)
     olen = ctypes.c_ulonglong(0)

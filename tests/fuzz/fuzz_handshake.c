@@ -302,8 +302,8 @@ HARNESS static int topic_ok(const struct dev_spec *d, uint16_t topic)
 
 HARNESS static void seal_nonce(uint8_t nonce[24], uint64_t seq, const uint8_t ns[MI_NONCE_LEN])
 {
-	mi_put64(nonce, seq);
-	memcpy(nonce + 8, ns, MI_NONCE_LEN);
+	memcpy(nonce, ns, MI_NONCE_LEN);
+	mi_put64(nonce + MI_NONCE_LEN, seq);
 }
 
 HARNESS static void seal_ad(uint8_t ad[28], const struct mi_hdr *h)

@@ -2,7 +2,7 @@
  * docs/PROTOCOL.md "Sealed DATA (keys mode, flags bit 2)").
  *
  * mic_seal_frame() is checked against libsodium used directly with the
- * nonce and associated data built here from the spec (u64 LE seq || Ns;
+ * nonce and associated data built here from the spec (Ns || u64 LE seq;
  * header bytes 0..11 || 16..31): decryption gives the plaintext back, the
  * sealed bytes equal an out-of-place libsodium encryption, every single-bit
  * change of an AD byte, of the ciphertext or of the tag, a wrong key or a
@@ -50,9 +50,9 @@ static void spec_nonce_ad(const uint8_t *fr, const uint8_t ns[16], uint8_t nonce
 	uint64_t seq = 0;
 	for (int i = 0; i < 8; i++)
 		seq |= (uint64_t)fr[16 + i] << (8 * i);
+	memcpy(nonce, ns, 16);
 	for (int i = 0; i < 8; i++)
-		nonce[i] = (uint8_t)(seq >> (8 * i));
-	memcpy(nonce + 8, ns, 16);
+		nonce[16 + i] = (uint8_t)(seq >> (8 * i));
 	memcpy(ad, fr, 12);
 	memcpy(ad + 12, fr + 16, 16);
 }
