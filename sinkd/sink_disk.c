@@ -52,6 +52,7 @@ struct topic_file {
 	int fd;
 	uint64_t size;        /* bytes in the file, buffered ones included */
 	uint64_t committed;   /* size at the last commit */
+	uint64_t dropped;     /* bytes before this left the page cache (drop-behind) */
 	uint8_t *buf;
 	uint32_t blen;
 	int dirty;            /* written since the last commit */
@@ -312,6 +313,13 @@ static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK
 		struct topic_file *f = d->files[d->open_list[i]];
 		f->dirty = 0;
 		f->committed = f->size;
+		/* on disk now and never read here again: out of the page cache
+		 * (sinkd/reader.c says why), but for the page still appended to */
+		uint64_t whole = f->committed & ~(uint64_t)4095;
+		if (whole > f->dropped) {
+			posix_fadvise(f->fd, (off_t)f->dropped, (off_t)(whole - f->dropped), POSIX_FADV_DONTNEED);
+			f->dropped = whole;
+		}
 	}
 	mi_put32(b, d->nopen);
 	for (uint32_t i = 0; i < d->nopen; i++) {
