@@ -23,6 +23,12 @@
  * finish a partial write gets the ts_ns of the write that began it, so its
  * bytes (MAC or tag included) are those already half sent.
  *
+ * --premade N: each connection builds its next N frames after its first
+ * WELCOME and the clock starts when every connection has them; a write then
+ * takes the bytes straight from that array.  This takes the client's
+ * per-frame work (MAC, seal, header, CRC) out of the measurement, as when
+ * devices run on their own CPUs and not on the server's two cores.
+ *
  * --handshakes: no DATA; every connection loops connect, HELLO, [CHALLENGE,
  * AUTH,] WELCOME, BYE, wait for the server's close, and again; reported as
  * handshakes/s and handshake latency (connect() to WELCOME).
@@ -137,6 +143,9 @@ struct conn {
 	const struct keys_device *dev;
 	uint8_t cnonce[MI_NONCE_LEN], snonce[MI_NONCE_LEN];
 	uint8_t sess[32];   /* session key, for --mac / --seal */
+	/* --premade: frames made_first .. made_first + made_n - 1, built once */
+	uint8_t *made;
+	uint64_t made_first, made_n;
 };
 
 struct opts {
@@ -145,6 +154,7 @@ struct opts {
 	uint32_t conns, window, size;
 	uint64_t rate;
 	double duration;
+	uint64_t premade;   /* frames made per connection before the clock starts; 0: live */
 	int json, mac, seal, handshakes;
 };
 
@@ -166,16 +176,43 @@ static socklen_t addr_len;
 static struct hist hist, hs_hist;
 static uint64_t now, real_now, t_end;
 static int stopping;
+static int started = 1;        /* 0 while --premade waits for every connection's frames */
+static uint32_t n_made;        /* connections whose frames are made */
 
 static struct {
 	uint64_t sent, acked, resent, nacks, outstanding;
 	uint64_t err_connect, err_io, err_proto, err_refused, err_timeout;
 	uint64_t writes, last_ack_ns;
 	uint64_t handshakes, hs_in_window;   /* WELCOMEs; those before the end of -d */
+	uint64_t made_dropped, exhausted;    /* --premade: frames of a lost session; runs out */
 	unsigned last_nack_code;
 	char last_nack[128];
 	unsigned logged;
 } st;
+
+/* The machine's CPU time over the measured window (/proc/stat, all CPUs):
+ * busy = user + nice + system + irq + softirq.  Under CPU saturation the
+ * frames/s of a run follow the busy time a frame costs, and that (unlike
+ * frames/s) does not move with the steal a virtual machine suffers. */
+struct cpu_ticks { uint64_t busy, idle, steal; };
+static struct cpu_ticks cpu0, cpu1;   /* when the clock started; at the end */
+
+static int read_cpu_ticks(struct cpu_ticks *t)
+{
+	unsigned long long v[8] = { 0 };
+	FILE *f = fopen("/proc/stat", "r");
+	if (!f)
+		return -1;
+	int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		       &v[4], &v[5], &v[6], &v[7]);
+	fclose(f);
+	if (n != 8)
+		return -1;
+	t->busy = v[0] + v[1] + v[2] + v[5] + v[6];
+	t->idle = v[3] + v[4];
+	t->steal = v[7];
+	return 0;
+}
 
 static uint64_t mono_ns(void)
 {
@@ -376,6 +413,46 @@ static void ack_upto(struct conn *c, uint64_t upto)
 	c->rx_ns = st.last_ack_ns = now;
 }
 
+/* Builds frames seq .. seq + n - 1 of c's session at p, all with ts_ns ts. */
+static void build_frames(const struct conn *c, uint8_t *p, uint64_t seq, uint64_t n, uint64_t ts)
+{
+	struct mi_hdr h = { .version = MI_VERSION, .type = MI_DATA, .flags = o.mac ? MI_F_MAC : 0,
+			    .len = o.size + auth_len, .pcrc = payload_crc, .ts_ns = ts };
+	for (uint64_t i = 0; i < n; i++, p += frame_len) {
+		h.seq = seq + i;
+		if (o.seal) {
+			mic_seal_frame(p, frame_len, c->sess, c->snonce, 0, h.seq, ts, payload, o.size);
+			continue;
+		}
+		memcpy(p + MI_HDR_LEN, payload, o.size);
+		if (o.mac) {
+			uint8_t *mac = p + MI_HDR_LEN + o.size;
+			mi_frame_mac(mac, c->sess, &h, payload, o.size);
+			h.pcrc = mi_crc32_update(payload_crc, mac, MI_MAC_LEN);
+		}
+		mi_hdr_encode(&h, p);
+	}
+}
+
+/* --premade: the session's frames from its first fresh seq on, made before
+ * the clock starts, so the run measures the server and not this process's
+ * MAC or seal work (devices do theirs on their own CPUs).  A session lost
+ * later drops them: its successor has another key. */
+static int make_frames(struct conn *c)
+{
+	free(c->made);
+	c->made = malloc((size_t)(o.premade * frame_len));
+	if (!c->made) {
+		fprintf(stderr, "mi-load: out of memory for --premade %" PRIu64 " x %u connections "
+			"(%u bytes a frame)\n", o.premade, o.conns, frame_len);
+		return -1;
+	}
+	c->made_first = c->next;
+	c->made_n = o.premade;
+	build_frames(c, c->made, c->made_first, c->made_n, wall_ns());
+	return 0;
+}
+
 static void on_welcome(struct conn *c, uint64_t w)
 {
 	c->state = C_UP;
@@ -385,7 +462,18 @@ static void on_welcome(struct conn *c, uint64_t w)
 		c->ever_up = 1;
 		c->next = c->wseq = w + 1;
 		c->acked = w;
+		if (o.premade) {
+			if (make_frames(c) < 0)
+				exit(2);
+			n_made++;
+			return;   /* queued when every connection has its frames */
+		}
 	} else {
+		if (c->made) {
+			st.made_dropped += c->made_first + c->made_n - c->next;
+			free(c->made);
+			c->made = NULL;
+		}
 		uint64_t top = c->next - 1;
 		if (w > c->acked)
 			ack_upto(c, w < top ? w : top);
@@ -576,6 +664,17 @@ static uint64_t conn_fill(struct conn *c, uint64_t fresh)
 		fresh = room;
 	if (fresh > max_batch - old)
 		fresh = max_batch - old;
+	if (c->made) {
+		uint64_t left = c->made_first + c->made_n - c->next;
+		if (fresh > left)
+			fresh = left;
+		if (left == 0 && !stopping) {
+			/* the run ends here: live frames would measure this process */
+			st.exhausted++;
+			stopping = 1;
+			t_end = now;
+		}
+	}
 	if (old + fresh == 0)
 		return 0;
 	if (old < c->next - c->wseq)
@@ -589,28 +688,19 @@ static uint64_t conn_fill(struct conn *c, uint64_t fresh)
 	c->next += fresh;
 	st.sent += fresh;
 	uint64_t n = old + fresh;
-	/* a frame half written must come out with the same bytes: its ts_ns
-	 * (and so its MAC or tag) is that of the write that began it */
-	uint64_t ts = c->woff ? c->wts : real_now;
-	struct mi_hdr h = { .version = MI_VERSION, .type = MI_DATA, .flags = o.mac ? MI_F_MAC : 0,
-			    .len = o.size + auth_len, .pcrc = payload_crc, .ts_ns = ts };
-	for (uint64_t i = 0; i < n; i++) {
-		uint8_t *p = scratch + i * frame_len;
-		h.seq = c->wseq + i;
-		if (o.seal) {
-			mic_seal_frame(p, frame_len, c->sess, c->snonce, 0, h.seq, ts, payload, o.size);
-			continue;
-		}
-		memcpy(p + MI_HDR_LEN, payload, o.size);
-		if (o.mac) {
-			uint8_t *mac = p + MI_HDR_LEN + o.size;
-			mi_frame_mac(mac, c->sess, &h, payload, o.size);
-			h.pcrc = mi_crc32_update(payload_crc, mac, MI_MAC_LEN);
-		}
-		mi_hdr_encode(&h, p);
-	}
 	size_t total = n * frame_len - c->woff;
-	ssize_t w = write(c->fd, scratch + c->woff, total);
+	uint8_t *out;
+	uint64_t ts = 0;
+	if (c->made) {
+		out = c->made + (c->wseq - c->made_first) * frame_len;
+	} else {
+		/* a frame half written must come out with the same bytes: its ts_ns
+		 * (and so its MAC or tag) is that of the write that began it */
+		ts = c->woff ? c->wts : real_now;
+		build_frames(c, scratch, c->wseq, n, ts);
+		out = scratch;
+	}
+	ssize_t w = write(c->fd, out + c->woff, total);
 	if (w < 0) {
 		if (errno == EAGAIN || errno == EINTR) {
 			want_out(c, 1);
@@ -689,7 +779,7 @@ static void housekeeping(void)
 static const char usage[] =
 	"usage: mi-load [-h HOST] [-p PORT] [-c CONNECTIONS] [-w WINDOW] [-s SIZE] [-r RATE]\n"
 	"               [-d SECONDS] [--devices-prefix P] [--json]\n"
-	"               [--keys-file FILE [--mac | --seal]] [--handshakes]\n"
+	"               [--keys-file FILE [--mac | --seal]] [--handshakes] [--premade N]\n"
 	"\n"
 	"  -h HOST    server (default 127.0.0.1)        -p PORT   (default 7400)\n"
 	"  -c N       connections, one device each (default 1)\n"
@@ -706,6 +796,11 @@ static const char usage[] =
 	"  --seal     keys mode: every DATA payload is sealed (XChaCha20-Poly1305)\n"
 	"  --handshakes  no DATA: each connection loops connect, HELLO, [CHALLENGE,\n"
 	"             AUTH,] WELCOME, BYE, server close, for -d seconds\n"
+	"  --premade N  build each connection's next N frames (MAC, seal and all) after\n"
+	"             its WELCOME and start the clock when all are built: the run\n"
+	"             measures the server, not mi-load's per-frame work (real devices\n"
+	"             MAC and seal on their own CPUs); it ends early when a connection\n"
+	"             has sent all N (reported).  Unlimited rate only\n"
 	"\n"
 	"Reports acked frames/s, MB/s of payload, ACK latency p50/p99/p99.9/max\n"
 	"(from a frame's write to the ACK covering it), NACKs and connection\n"
@@ -738,6 +833,7 @@ static int parse(int argc, char **argv)
 		{ "mac", no_argument, 0, 'M' },
 		{ "seal", no_argument, 0, 'E' },
 		{ "handshakes", no_argument, 0, 'S' },
+		{ "premade", required_argument, 0, 'F' },
 		{ "help", no_argument, 0, 'H' },
 		{ 0, 0, 0, 0 },
 	};
@@ -752,6 +848,7 @@ static int parse(int argc, char **argv)
 		case 'M': o.mac = 1; break;
 		case 'E': o.seal = 1; break;
 		case 'S': o.handshakes = 1; break;
+		case 'F': if (num(optarg, 1e9, &v) < 0 || v < 1) return -1; o.premade = (uint64_t)v; break;
 		case 'H': fputs(usage, stdout); exit(0);
 		case 'p': if (num(optarg, 65535, &v) < 0 || v < 1) return -1; o.port = (uint16_t)v; break;
 		case 'c': if (num(optarg, 1000000, &v) < 0 || v < 1) return -1; o.conns = (uint32_t)v; break;
@@ -770,6 +867,11 @@ static int parse(int argc, char **argv)
 	}
 	if (o.mac && o.seal) {
 		fprintf(stderr, "mi-load: --mac and --seal exclude each other: a sealed frame carries no MAC\n");
+		return -1;
+	}
+	if (o.premade && (o.handshakes || o.rate)) {
+		fprintf(stderr, "mi-load: --premade measures unlimited-rate DATA: not with %s\n",
+			o.handshakes ? "--handshakes" : "-r");
 		return -1;
 	}
 	if (o.handshakes && (o.mac || o.seal)) {
@@ -877,6 +979,8 @@ static void report(double elapsed)
 	uint64_t errors = st.err_connect + st.err_io + st.err_proto + st.err_refused + st.err_timeout;
 	double hps = o.duration > 0 ? (double)st.hs_in_window / o.duration : 0;
 	const char *fa = o.seal ? "sealed" : o.mac ? "mac" : "none";
+	double hz = (double)sysconf(_SC_CLK_TCK);
+	double busy = (double)(cpu1.busy - cpu0.busy) / hz;
 	struct rusage ru;
 	double cpu = 0;
 	if (getrusage(RUSAGE_SELF, &ru) == 0)
@@ -900,11 +1004,16 @@ static void report(double elapsed)
 		printf("\"scenario\":\"%s\",\"auth\":\"%s\",\"frame_auth\":\"%s\",\"frame_bytes\":%u,"
 		       "\"handshakes\":%" PRIu64 ",\"handshakes_per_s\":%.1f,\"hs_p50_us\":%.1f,"
 		       "\"hs_p99_us\":%.1f,\"hs_p999_us\":%.1f,\"hs_max_us\":%.1f,"
-		       "\"last_nack_code\":%u,\"last_nack\":\"%s\",\"client_cpu_s\":%.3f}\n",
+		       "\"last_nack_code\":%u,\"last_nack\":\"%s\",\"client_cpu_s\":%.3f,"
+		       "\"premade\":%" PRIu64 ",\"premade_ran_out\":%s,\"premade_dropped\":%" PRIu64 ","
+		       "\"machine_busy_s\":%.2f,\"machine_idle_s\":%.2f,\"machine_steal_s\":%.2f,"
+		       "\"machine_busy_us_per_frame\":%.3f}\n",
 		       o.handshakes ? "handshakes" : "frames", keys ? "keys" : "open", fa, frame_len,
 		       st.handshakes, hps, h_quantile(&hs_hist, 0.5) / us, h_quantile(&hs_hist, 0.99) / us,
 		       h_quantile(&hs_hist, 0.999) / us, hs_hist.max / us, st.last_nack_code,
-		       json_safe(st.last_nack), cpu);
+		       json_safe(st.last_nack), cpu, o.premade, st.exhausted ? "true" : "false",
+		       st.made_dropped, busy, (double)(cpu1.idle - cpu0.idle) / hz,
+		       (double)(cpu1.steal - cpu0.steal) / hz, st.acked ? busy * 1e6 / (double)st.acked : 0);
 		return;
 	}
 	if (o.handshakes) {
@@ -925,6 +1034,11 @@ static void report(double elapsed)
 	       keys ? "keys" : "open", o.seal ? ", sealed" : o.mac ? ", per-frame MAC" : "");
 	if (o.rate)
 		printf("  offered %" PRIu64 " frames/s\n", o.rate);
+	if (o.premade)
+		printf("  premade: %" PRIu64 " frames a connection, built before the clock started%s; "
+		       "%" PRIu64 " dropped with a lost session\n", o.premade,
+		       st.exhausted ? " (a connection sent them all: the run ended there)" : "",
+		       st.made_dropped);
 	printf("  acked %" PRIu64 " frames in %.2f s: %.0f frames/s, %.2f MB/s payload\n", st.acked,
 	       elapsed, fps, mbs);
 	printf("  latency ms: p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f\n",
@@ -940,6 +1054,9 @@ static void report(double elapsed)
 		       st.last_nack);
 	printf("  %" PRIu64 " handshakes, latency ms p50 %.3f p99 %.3f; mi-load CPU %.2f s\n",
 	       st.handshakes, h_quantile(&hs_hist, 0.5) / 1e6, h_quantile(&hs_hist, 0.99) / 1e6, cpu);
+	printf("  machine CPU over the run: busy %.2f s (%.3f us an acked frame), idle %.2f s, "
+	       "steal %.2f s\n", busy, st.acked ? busy * 1e6 / (double)st.acked : 0,
+	       (double)(cpu1.idle - cpu0.idle) / hz, (double)(cpu1.steal - cpu0.steal) / hz);
 }
 
 int main(int argc, char **argv)
@@ -955,6 +1072,9 @@ int main(int argc, char **argv)
 	uint64_t t0 = now, t_drain;
 	t_end = t0 + (uint64_t)(o.duration * 1e9);
 	t_drain = t_end + 5000000000ull;
+	uint64_t t_ready = now + 60000000000ull;   /* --premade: every WELCOME by then */
+	read_cpu_ticks(&cpu0);
+	started = !o.premade;
 	uint64_t last_refill = now, last_house = now;
 	double burst = o.rate ? (o.rate / 100.0 > 1 ? o.rate / 100.0 : 1) : 0;
 	for (uint32_t i = 0; i < o.conns; i++)
@@ -988,6 +1108,31 @@ int main(int argc, char **argv)
 				rq_push(c);
 			}
 		}
+		if (!started) {
+			if (n_made < o.conns && now < t_ready) {
+				if (now - last_house >= 50000000ull) {
+					last_house = now;
+					housekeeping();   /* retries a failed connect */
+				}
+				continue;
+			}
+			if (n_made < o.conns) {
+				fprintf(stderr, "mi-load: --premade: only %u of %u connections were welcomed "
+					"within 60 s\n", n_made, o.conns);
+				return 2;
+			}
+			/* the clock starts now, with every connection's frames made */
+			started = 1;
+			now = mono_ns();
+			real_now = wall_ns();
+			t0 = last_refill = now;
+			read_cpu_ticks(&cpu0);
+			t_end = t0 + (uint64_t)(o.duration * 1e9);
+			t_drain = t_end + 5000000000ull;
+			for (uint32_t i = 0; i < o.conns; i++)
+				if (conns[i].state == C_UP)
+					rq_push(&conns[i]);
+		}
 		if (!stopping && now >= t_end)
 			stopping = 1;
 		if (stopping && (st.outstanding == 0 || now >= t_drain))
@@ -1007,12 +1152,15 @@ int main(int argc, char **argv)
 		}
 	}
 	uint64_t t_stop = st.last_ack_ns > t_end ? st.last_ack_ns : t_end;
+	if (read_cpu_ticks(&cpu1) < 0 || cpu1.busy < cpu0.busy)
+		cpu1 = cpu0;
 	report((double)(t_stop - t0) / 1e9);
 	for (uint32_t i = 0; i < o.conns; i++) {
 		if (conns[i].fd >= 0)
 			close(conns[i].fd);
 		mi_dec_reset(&conns[i].dec);
 		sodium_memzero(conns[i].sess, sizeof(conns[i].sess));
+		free(conns[i].made);
 	}
 	keys_free(keys);
 	pool_free(pool);
