@@ -23,9 +23,11 @@
  * finish a partial write gets the ts_ns of the write that began it, so its
  * bytes (MAC or tag included) are those already half sent.
  *
- * --premade N: each connection builds its next N frames after its first
- * WELCOME and the clock starts when every connection has them; a write then
- * takes the bytes straight from that array.  This takes the client's
+ * --premade N: once every connection is welcomed, each builds its next N
+ * frames and the clock starts; a write then takes the bytes straight from
+ * that array.  A session lost after that drops its frames (they are the old
+ * session's) and the connection builds live from then on, counted as
+ * premade_dropped.  This takes the client's
  * per-frame work (MAC, seal, header, CRC) out of the measurement, as when
  * devices run on their own CPUs and not on the server's two cores.
  *
@@ -177,7 +179,7 @@ static struct hist hist, hs_hist;
 static uint64_t now, real_now, t_end;
 static int stopping;
 static int started = 1;        /* 0 while --premade waits for every connection's frames */
-static uint32_t n_made;        /* connections whose frames are made */
+static uint64_t t_drain;       /* give up waiting for ACKs then */
 
 static struct {
 	uint64_t sent, acked, resent, nacks, outstanding;
@@ -462,18 +464,14 @@ static void on_welcome(struct conn *c, uint64_t w)
 		c->ever_up = 1;
 		c->next = c->wseq = w + 1;
 		c->acked = w;
-		if (o.premade) {
-			if (make_frames(c) < 0)
-				exit(2);
-			n_made++;
-			return;   /* queued when every connection has its frames */
-		}
 	} else {
 		if (c->made) {
 			st.made_dropped += c->made_first + c->made_n - c->next;
 			free(c->made);
 			c->made = NULL;
 		}
+		if (!started)
+			return;
 		uint64_t top = c->next - 1;
 		if (w > c->acked)
 			ack_upto(c, w < top ? w : top);
@@ -485,7 +483,8 @@ static void on_welcome(struct conn *c, uint64_t w)
 		if (c->next > c->wseq)
 			st.resent += c->next - c->wseq;
 	}
-	rq_push(c);
+	if (started)
+		rq_push(c);   /* else when the clock starts (--premade) */
 }
 
 /* 0, -1 protocol error, -2 server said BYE, -3 the connection is already
@@ -673,6 +672,7 @@ static uint64_t conn_fill(struct conn *c, uint64_t fresh)
 			st.exhausted++;
 			stopping = 1;
 			t_end = now;
+			t_drain = now + 5000000000ull;
 		}
 	}
 	if (old + fresh == 0)
@@ -796,8 +796,8 @@ static const char usage[] =
 	"  --seal     keys mode: every DATA payload is sealed (XChaCha20-Poly1305)\n"
 	"  --handshakes  no DATA: each connection loops connect, HELLO, [CHALLENGE,\n"
 	"             AUTH,] WELCOME, BYE, server close, for -d seconds\n"
-	"  --premade N  build each connection's next N frames (MAC, seal and all) after\n"
-	"             its WELCOME and start the clock when all are built: the run\n"
+	"  --premade N  once every connection is welcomed, build each one's next N\n"
+	"             frames (MAC, seal and all), then start the clock: the run\n"
 	"             measures the server, not mi-load's per-frame work (real devices\n"
 	"             MAC and seal on their own CPUs); it ends early when a connection\n"
 	"             has sent all N (reported).  Unlimited rate only\n"
@@ -1069,7 +1069,7 @@ int main(int argc, char **argv)
 		return 2;
 	now = mono_ns();
 	real_now = wall_ns();
-	uint64_t t0 = now, t_drain;
+	uint64_t t0 = now;
 	t_end = t0 + (uint64_t)(o.duration * 1e9);
 	t_drain = t_end + 5000000000ull;
 	uint64_t t_ready = now + 60000000000ull;   /* --premade: every WELCOME by then */
@@ -1109,19 +1109,26 @@ int main(int argc, char **argv)
 			}
 		}
 		if (!started) {
-			if (n_made < o.conns && now < t_ready) {
+			uint32_t up = 0;
+			for (uint32_t i = 0; i < o.conns; i++)
+				up += conns[i].state == C_UP;
+			if (up < o.conns && now < t_ready) {
 				if (now - last_house >= 50000000ull) {
 					last_house = now;
 					housekeeping();   /* retries a failed connect */
 				}
 				continue;
 			}
-			if (n_made < o.conns) {
+			if (up < o.conns) {
 				fprintf(stderr, "mi-load: --premade: only %u of %u connections were welcomed "
-					"within 60 s\n", n_made, o.conns);
+					"within 60 s\n", up, o.conns);
 				return 2;
 			}
-			/* the clock starts now, with every connection's frames made */
+			/* every session is open: make the frames (seconds, with the
+			 * MAC or the seal; the sessions wait idle), then start */
+			for (uint32_t i = 0; i < o.conns; i++)
+				if (make_frames(&conns[i]) < 0)
+					return 2;
 			started = 1;
 			now = mono_ns();
 			real_now = wall_ns();
@@ -1130,8 +1137,7 @@ int main(int argc, char **argv)
 			t_end = t0 + (uint64_t)(o.duration * 1e9);
 			t_drain = t_end + 5000000000ull;
 			for (uint32_t i = 0; i < o.conns; i++)
-				if (conns[i].state == C_UP)
-					rq_push(&conns[i]);
+				rq_push(&conns[i]);
 		}
 		if (!stopping && now >= t_end)
 			stopping = 1;

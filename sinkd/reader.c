@@ -19,20 +19,20 @@ void reader_init(struct reader *r, const char *wal_dir, uint64_t segment_bytes)
 	r->fd = r->prev_fd = -1;
 }
 
-/* Leaving a segment behind for good: its pages leave the page cache too
- * (drop-behind).  The log is written once and read once here, so the
- * pages would only push out something useful, and the kernel hands the
- * freed pages straight to the next segment's writes: a page cache that
- * grows instead cost flusherd and sinkd three times the CPU per byte
- * copied on this VM, each new page first touched through the hypervisor.
- * Another sink still behind reads the segment from disk, as it would
- * under memory pressure. */
-static void unmap_prev(struct reader *r)
+/* Unmaps the previous segment.  With drop, its pages leave the page cache
+ * too (drop-behind): the log is written once and read once here, so they
+ * would only push out something useful, and the kernel hands the freed
+ * pages straight to the next segment's writes.  A page cache that grew
+ * instead cost flusherd and sinkd three times the CPU per byte copied on
+ * this VM, each new page first touched through the hypervisor.  Another
+ * sink still behind reads the segment from disk, as under memory pressure. */
+static void unmap_prev(struct reader *r, int drop)
 {
 	if (r->prev_map)
 		munmap(r->prev_map, r->prev_len);
 	if (r->prev_fd >= 0) {
-		posix_fadvise(r->prev_fd, 0, 0, POSIX_FADV_DONTNEED);
+		if (drop)
+			posix_fadvise(r->prev_fd, 0, 0, POSIX_FADV_DONTNEED);
 		close(r->prev_fd);
 	}
 	r->prev_map = NULL;
@@ -41,7 +41,7 @@ static void unmap_prev(struct reader *r)
 
 void reader_close(struct reader *r)
 {
-	unmap_prev(r);
+	unmap_prev(r, 0);
 	if (r->map)
 		munmap(r->map, r->seg_max);
 	if (r->fd >= 0)
@@ -70,10 +70,14 @@ static int map_segment(struct reader *r, uint64_t first)
 		close(fd);
 		return -e;
 	}
-	unmap_prev(r);
+	/* only a segment left behind moving forward is done with: after a
+	 * rewind (a sink redelivering) the previous mapping can be the
+	 * segment flusherd is still appending to */
+	unmap_prev(r, r->prev_first < first);
 	r->prev_map = r->map;
 	r->prev_len = r->seg_max;
 	r->prev_fd = r->fd;
+	r->prev_first = r->seg_first;
 	r->moves++;
 	r->seg_max = len;
 	r->fd = fd;

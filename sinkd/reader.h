@@ -24,6 +24,7 @@ struct reader {
 	int prev_fd;             /* the segment before, still mapped */
 	uint8_t *prev_map;
 	uint64_t prev_len;
+	uint64_t prev_first;     /* its first LSN */
 };
 
 void reader_init(struct reader *r, const char *wal_dir, uint64_t segment_bytes);

@@ -315,7 +315,7 @@ static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK
 		f->committed = f->size;
 		/* on disk now and never read here again: out of the page cache
 		 * (sinkd/reader.c says why), but for the page still appended to */
-		uint64_t whole = f->committed & ~(uint64_t)4095;
+		uint64_t whole = f->committed & ~((uint64_t)sysconf(_SC_PAGESIZE) - 1);
 		if (whole > f->dropped) {
 			posix_fadvise(f->fd, (off_t)f->dropped, (off_t)(whole - f->dropped), POSIX_FADV_DONTNEED);
 			f->dropped = whole;
