@@ -43,6 +43,8 @@ const struct cfg_opt settings_opts[] = {
 	{ "log", "file", CFG_STR, "-", S(log_file), 0, 0, "log file, '-' for stdout" },
 	{ "sinkd", "sinks", CFG_STR, "disk", S(sinks), 0, 0, "comma-separated sinks to run" },
 	{ "sinkd", "commit_ms", CFG_INT, "1000", N(sink_commit_ms), 10, 3600000, "sink commit (fsync + offset) interval" },
+	{ "sinkd", "batch_ms", CFG_INT, "5", N(sink_batch_ms), 0, 1000,
+	  "once caught up, read the log again at most this often (0: at every group commit)" },
 };
 const unsigned settings_nopts = sizeof(settings_opts) / sizeof(settings_opts[0]);
 

@@ -51,6 +51,7 @@ struct settings {
 	char log_file[256];
 	char sinks[256];          /* comma-separated sink names to run */
 	int64_t sink_commit_ms;   /* how often sinks make their output durable */
+	int64_t sink_batch_ms;    /* a caught-up sink reads again no sooner than this */
 	uint32_t ntopics;
 	struct topic_def topics[TOPICS_MAX];
 };

@@ -173,3 +173,28 @@ def test_sink_commits_once_per_commit_ms_not_once_per_group_commit(pipeline_fact
     p.wait_sinks_caught_up(timeout=10)        # caught up: committed within commit_ms
     assert p.counter("sinkd", "commits") <= elapsed / 0.7 + 3
     assert_exactly_once(p.disk_entries(), {"trickle": 30})
+
+
+def test_a_caught_up_sink_reads_in_batch_ms_batches_not_per_group_commit(pipeline_factory):
+    """[sinkd] batch_ms: a sink that has caught up waits that long before
+    reading again, so group commits in between reach it as one batch (its
+    wake-ups would otherwise land on every ACK round); nothing is lost."""
+    def batches_for(batch_ms, device, expect):
+        # one data dir: the second pipeline finds the first one's records
+        p = pipeline_factory(sinkd__batch_ms=batch_ms).start()
+        b0, syncs0 = p.counter("sinkd", "batches"), p.counter("flusherd", "syncs")
+        t0 = time.monotonic()
+        r = p.send(device, 400, extra=("--window", "1"))   # one frame per group commit
+        elapsed = time.monotonic() - t0
+        assert r.returncode == 0
+        p.wait_sinks_caught_up(timeout=10)
+        syncs = p.counter("flusherd", "syncs") - syncs0
+        assert syncs >= 400
+        assert_exactly_once(p.disk_entries(), expect)
+        n = p.counter("sinkd", "batches") - b0
+        p.stop()
+        return n, syncs, elapsed
+    eager, syncs, _ = batches_for(0, "eager", {"eager": 400})
+    assert eager >= syncs / 2, (eager, syncs)             # about one batch per group commit
+    batched, syncs, elapsed = batches_for(200, "batched", {"eager": 400, "batched": 400})
+    assert batched <= elapsed / 0.2 + 3, (batched, syncs, elapsed)
