@@ -6,11 +6,11 @@
  * buffer is folded 64 bytes at a time by carry-less multiplication (Intel,
  * "Fast CRC Computation for Generic Polynomials Using PCLMULQDQ", 2009),
  * 16 at a time below that, and the tail (< 16 bytes) goes through the
- * tables: a 100-byte payload costs under half the table walk.  Without PCLMULQDQ: slicing by 8
- * below 512 bytes (zlib 1.2.13 takes ~2 ns a byte on short buffers, eight
- * lookups per 8 bytes half that) and zlib's braided code above.  Results
- * are zlib's bit for bit (tests/unit/test_frame.c compares both paths over
- * every length, alignment and seed). */
+ * tables: a 100-byte payload costs under half the table walk.  Without
+ * PCLMULQDQ: slicing by 8 below 512 bytes (zlib 1.2.13 takes ~2 ns a byte
+ * on short buffers, eight lookups per 8 bytes half that) and zlib's
+ * braided code above.  Results are zlib's bit for bit (tests/unit/
+ * test_frame.c compares both paths over every length, alignment and seed). */
 #include <stdint.h>
 #include <string.h>
 #include <zlib.h>
