@@ -45,6 +45,16 @@ def wait_for(cond, timeout=10.0, what="condition", interval=0.02):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def assert_connect_dropped(port, host="127.0.0.1"):
+    """A banned source: the listener filter drops the SYN, so the connect
+    does not complete."""
+    c = socket.socket()
+    c.settimeout(0.5)
+    with pytest.raises(OSError):
+        c.connect((host, port))
+    c.close()
+
+
 class Pipeline:
     def __init__(self, tmp: Path, **overrides):
         global _seq
