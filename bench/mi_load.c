@@ -27,9 +27,9 @@
  * frames and the clock starts; a write then takes the bytes straight from
  * that array.  A session lost after that drops its frames (they are the old
  * session's) and the connection builds live from then on, counted as
- * premade_dropped.  This takes the client's
- * per-frame work (MAC, seal, header, CRC) out of the measurement, as when
- * devices run on their own CPUs and not on the server's two cores.
+ * premade_dropped.  This takes the client's per-frame work (MAC, seal,
+ * header, CRC) out of the measurement, as when devices run on their own
+ * CPUs and not on the server's two cores.
  *
  * --handshakes: no DATA; every connection loops connect, HELLO, [CHALLENGE,
  * AUTH,] WELCOME, BYE, wait for the server's close, and again; reported as
@@ -145,9 +145,9 @@ struct conn {
 	const struct keys_device *dev;
 	uint8_t cnonce[MI_NONCE_LEN], snonce[MI_NONCE_LEN];
 	uint8_t sess[32];   /* session key, for --mac / --seal */
-	/* --premade: frames made_first .. made_first + made_n - 1, built once */
+	/* --premade: frames made_first .. made_first + o.premade - 1, built once */
 	uint8_t *made;
-	uint64_t made_first, made_n;
+	uint64_t made_first;
 };
 
 struct opts {
@@ -442,7 +442,6 @@ static void build_frames(const struct conn *c, uint8_t *p, uint64_t seq, uint64_
  * later drops them: its successor has another key. */
 static int make_frames(struct conn *c)
 {
-	free(c->made);
 	c->made = malloc((size_t)(o.premade * frame_len));
 	if (!c->made) {
 		fprintf(stderr, "mi-load: out of memory for --premade %" PRIu64 " x %u connections "
@@ -450,8 +449,7 @@ static int make_frames(struct conn *c)
 		return -1;
 	}
 	c->made_first = c->next;
-	c->made_n = o.premade;
-	build_frames(c, c->made, c->made_first, c->made_n, wall_ns());
+	build_frames(c, c->made, c->made_first, o.premade, wall_ns());
 	return 0;
 }
 
@@ -466,7 +464,7 @@ static void on_welcome(struct conn *c, uint64_t w)
 		c->acked = w;
 	} else {
 		if (c->made) {
-			st.made_dropped += c->made_first + c->made_n - c->next;
+			st.made_dropped += c->made_first + o.premade - c->next;
 			free(c->made);
 			c->made = NULL;
 		}
@@ -664,7 +662,7 @@ static uint64_t conn_fill(struct conn *c, uint64_t fresh)
 	if (fresh > max_batch - old)
 		fresh = max_batch - old;
 	if (c->made) {
-		uint64_t left = c->made_first + c->made_n - c->next;
+		uint64_t left = c->made_first + o.premade - c->next;
 		if (fresh > left)
 			fresh = left;
 		if (left == 0 && !stopping) {
