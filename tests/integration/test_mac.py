@@ -154,10 +154,16 @@ def test_mi_send_mac_survives_a_reconnect(strict):
     """Frames resent after a reconnect are MACed with the new session key."""
     import signal
     b64 = base64.b64encode(strict.keys["good"]).decode()
-    p = strict.send_async("good", 20000, size=200, extra=("--key", b64, "--mac"))
-    from conftest import wait_for
-    wait_for(lambda: strict.counter("ingestd", "frames_stored") > 2000, 20, "some frames stored")
-    pid = strict.kill("ingestd", signal.SIGKILL)
+    # flusherd stopped: no ACKs, so mi-send cannot finish before the kill
+    # (it sends 20000 frames in well under 0.1 s otherwise)
+    strict.kill("flusherd", signal.SIGSTOP)
+    try:
+        p = strict.send_async("good", 20000, size=200, extra=("--key", b64, "--mac"))
+        from conftest import wait_for
+        wait_for(lambda: strict.counter("ingestd", "frames_stored") > 2000, 20, "some frames stored")
+        pid = strict.kill("ingestd", signal.SIGKILL)
+    finally:
+        strict.kill("flusherd", signal.SIGCONT)
     strict.wait_restarted("ingestd", pid)
     out, err = p.communicate(timeout=90)
     assert p.returncode == 0, err
