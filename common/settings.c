@@ -24,6 +24,8 @@ const struct cfg_opt settings_opts[] = {
 	{ "server", "idle_timeout_ms", CFG_INT, "120000", N(idle_timeout_ms), 0, 86400000, "close silent connections (0: never)" },
 	{ "server", "handshake_timeout_ms", CFG_INT, "10000", N(handshake_timeout_ms), 100, 3600000,
 	  "close connections without a session (HELLO; keys mode: AUTH) this long after accept" },
+	{ "server", "ack_wakeup", CFG_STR, "auto", S(ack_wakeup), 0, 0,
+	  "auto, io_uring or thread: how flusherd's durable wake-up reaches the event loop" },
 	{ "server", "max_frame", CFG_SIZE, "64K", N(max_frame), 256, 16 << 20, "largest DATA payload accepted" },
 	{ "auth", "mode", CFG_STR, "open", S(auth_mode), 0, 0, "open: any device id may send; keys: only devices of keys_file, with proof" },
 	{ "auth", "keys_file", CFG_STR, "./keys", S(keys_file), 0, 0, "device registry for keys mode (mi-keys; mode 0600)" },
@@ -160,6 +162,10 @@ int settings_load(const char *path, struct settings *ret, cfg_t **ret_cfg, int c
 	if (s.max_frame + 4096 > s.segment_bytes) {
 		snprintf(err, CFG_ERR_LEN, "[wal] segment_bytes = %llu: smaller than a max_frame record",
 			 (unsigned long long)s.segment_bytes);
+		goto fail;
+	}
+	if (strcmp(s.ack_wakeup, "auto") && strcmp(s.ack_wakeup, "io_uring") && strcmp(s.ack_wakeup, "thread")) {
+		snprintf(err, CFG_ERR_LEN, "[server] ack_wakeup = '%s': use auto, io_uring or thread", s.ack_wakeup);
 		goto fail;
 	}
 	if (strcmp(s.filter_mode, "auto") && strcmp(s.filter_mode, "ebpf") && strcmp(s.filter_mode, "classic") &&

@@ -33,6 +33,7 @@ struct settings {
 	int64_t idle_timeout_ms;
 	int64_t handshake_timeout_ms;
 	uint64_t max_frame;
+	char ack_wakeup[16];      /* auto, io_uring, thread */
 	char auth_mode[16];       /* "open" or "keys" */
 	char keys_file[256];      /* device registry, read by ingestd in keys mode */
 	int ndjson;

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -14,8 +16,9 @@
 #include "shm/atomic.h"
 #include "shm/devtab.h"
 
-/* Turns every durable publication (and a 100 ms tick) into an eventfd
- * wake-up of the epoll loop: futexes cannot be polled. */
+/* Thread mode: turns every durable publication (and a 100 ms tick) into an
+ * eventfd wake-up of the epoll loop, for kernels whose io_uring cannot wait
+ * on a futex. */
 static void *notifier(void *arg)
 {
 	struct worker *w = arg;
@@ -34,17 +37,96 @@ static void *notifier(void *arg)
 	return NULL;
 }
 
-int ack_start(struct worker *w)
+static int start_thread(struct worker *w)
 {
 	int r = pthread_create(&w->notifier, NULL, notifier, w);
-	return r ? -r : 0;
+	if (r)
+		return -r;
+	w->ack_thread = 1;
+	return 0;
+}
+
+/* io_uring mode: one futex wait queued at a time, announced in the waiter
+ * count like any sleeper so flusherd's signal wakes it. */
+static int uring_arm(struct worker *w)
+{
+	uint32_t seen = futex_seq_enter(&w->ctl->durable);
+	int r = futex_poll_arm(&w->fpoll, &w->ctl->durable.seq, seen);
+	if (r < 0)
+		futex_seq_leave(&w->ctl->durable);
+	return r;
+}
+
+static void uring_close(struct worker *w)
+{
+	if (w->fpoll.armed)
+		futex_seq_leave(&w->ctl->durable);
+	futex_poll_close(&w->fpoll);
+	w->ack_uring = 0;
+}
+
+int ack_start(struct worker *w)
+{
+	const char *mode = w->s->ack_wakeup;
+	char why[96] = "[server] ack_wakeup = thread";
+	w->dur_seen = __atomic_load_n(&w->ctl->durable.seq, __ATOMIC_ACQUIRE);
+	if (strcmp(mode, "thread")) {
+		int r = futex_poll_open(&w->fpoll, w->efd);
+		if (r == 0) {
+			w->ack_uring = 1;
+			if ((r = uring_arm(w)) == 0) {
+				log_info("durable wake-ups: io_uring futex wait");
+				return 0;
+			}
+			uring_close(w);
+		}
+		if (!strcmp(mode, "io_uring")) {
+			log_error("[server] ack_wakeup = io_uring: this kernel cannot (%s)", strerror(-r));
+			return r;
+		}
+		snprintf(why, sizeof(why), "io_uring futex wait: %s", strerror(-r));
+	}
+	int r = start_thread(w);
+	if (r < 0)
+		log_error("durable wake-ups: notifier thread: %s", strerror(-r));
+	else
+		log_info("durable wake-ups: notifier thread (%s)", why);
+	return r;
+}
+
+int ack_poll(struct worker *w, int fired)
+{
+	if (w->ack_uring && fired) {
+		int r = futex_poll_reap(&w->fpoll);
+		if (r == 1) {
+			futex_seq_leave(&w->ctl->durable);
+			r = uring_arm(w);
+		}
+		if (r < 0) {
+			log_warn("durable wake-ups: io_uring failed (%s); a notifier thread takes over", strerror(-r));
+			uring_close(w);
+			if ((r = start_thread(w)) < 0)
+				log_error("notifier thread: %s; acks follow the 200 ms tick", strerror(-r));
+		}
+	}
+	/* a flusherd killed between its publication and its FUTEX_WAKE wakes
+	 * nobody: the sequence still tells */
+	uint32_t now = __atomic_load_n(&w->ctl->durable.seq, __ATOMIC_ACQUIRE);
+	int moved = now != w->dur_seen;
+	w->dur_seen = now;
+	return moved;
 }
 
 void ack_stop(struct worker *w)
 {
+	if (w->ack_uring)
+		uring_close(w);
+	if (!w->ack_thread)
+		return;
 	__atomic_store_n(&w->stopping, 1, __ATOMIC_RELEASE);
 	futex_wake(&w->ctl->durable.seq, 1 << 30);
 	pthread_join(w->notifier, NULL);
+	w->ack_thread = 0;
 }
 
 void ack_track(struct worker *w, struct conn *c)

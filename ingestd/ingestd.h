@@ -1,7 +1,8 @@
 /* ingestd internals shared by its files (not a library API).
  *
- * One worker = one epoll loop, one ring, single-threaded, plus a notifier
- * thread that turns flusherd's durable futex into an eventfd wake-up.
+ * One worker = one epoll loop, one ring, single-threaded.  flusherd's
+ * durable futex reaches the loop as an eventfd wake-up, signalled by an
+ * io_uring futex wait or, where the kernel cannot, by a notifier thread.
  *
  * Backpressure without a stash: a read takes at most (free ring bytes -
  * one max record) / REC_EXPANSION bytes, and a record is never more than
@@ -24,6 +25,7 @@
 #include "common/keys.h"
 #include "common/pool.h"
 #include "common/settings.h"
+#include "shm/futex_poll.h"
 #include "shm/ring.h"
 #include "shm/shm.h"
 
@@ -111,7 +113,11 @@ struct worker {
 	uint64_t now_ns;          /* CLOCK_REALTIME of this pass: srv_ns for records */
 	uint8_t *rbuf;
 	uint8_t *open_buf;        /* keys mode: a sealed frame's plaintext (max_frame) */
-	pthread_t notifier;
+	pthread_t notifier;       /* thread mode: sleeps on the durable futex */
+	int ack_thread;           /* the notifier runs */
+	int ack_uring;            /* io_uring mode: fpoll waits on the futex */
+	struct futex_poll fpoll;
+	uint32_t dur_seen;        /* durable sequence at the last ack_poll() */
 	struct bpfl *bpf;         /* NULL unless the eBPF filters loaded */
 	int filter_mode;          /* enum filter_mode */
 	int tcp_filtered;         /* the listener's eBPF filter drops banned SYNs */
@@ -165,7 +171,12 @@ enum auth_verdict auth_frame_allowed(const struct worker *w, const struct keys_d
 				     uint16_t topic);
 
 /* ack.c */
+/* Makes flusherd's durable publications wake the loop through efd
+ * ([server] ack_wakeup).  0, or -errno after logging why. */
 int ack_start(struct worker *w);
+/* After each epoll pass (fired: efd was read): keeps the wait queued;
+ * returns 1 if a publication happened since the last call. */
+int ack_poll(struct worker *w, int fired);
 void ack_stop(struct worker *w);
 void ack_track(struct worker *w, struct conn *c);
 void ack_untrack(struct worker *w, struct conn *c);

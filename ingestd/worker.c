@@ -296,11 +296,8 @@ static int setup(struct worker *w)
 		log_error("%s", err);
 		return r;
 	}
-	r = ack_start(w);
-	if (r < 0) {
-		log_error("notifier thread: %s", strerror(-r));
-		return r;
-	}
+	if ((r = ack_start(w)) < 0)
+		return r;   /* it said why */
 	return 0;
 }
 
@@ -409,6 +406,7 @@ int worker_run(struct worker *w)
 		w->now_ms = clock_mono_ns() / 1000000;
 		w->now_ns = clock_real_ns();
 		int durable_moved = handle_events(w, evs, n) & EV_DURABLE;
+		durable_moved |= ack_poll(w, durable_moved);
 		if (ingestd_reload) {
 			ingestd_reload = 0;
 			auth_reload(w);

@@ -515,15 +515,16 @@ HARNESS static void rx(struct model *m, const uint8_t *buf, size_t len)
 
 /* ---- the loop ---- */
 
-/* worker_run()'s body (ingestd/worker.c) without the timers and the stop
- * logic.  Returns whether it did anything. */
 /* One pass of worker_run()'s loop, without its ticks and stop handling:
- * the event dispatch is worker.c's own handle_events(). */
+ * the event dispatch is worker.c's own handle_events().  Returns whether
+ * it did anything. */
 static int pass(struct worker *w)
 {
 	struct epoll_event evs[64];
 	int n = epoll_wait(w->ep, evs, 64, 0);
 	int ev = handle_events(w, evs, n > 0 ? n : 0), busy = ev & EV_WORK;
+	if (ack_poll(w, ev & EV_DURABLE))
+		ev |= EV_DURABLE;
 	if (ev & EV_DURABLE)
 		w->ring_full = 0;
 	if (w->ready_head && !w->ring_full) {

@@ -1,15 +1,24 @@
 """The spine end to end: frames in, acked, stored once, delivered to the sink."""
 import hashlib
 import json
+import os
 import socket
 import subprocess
 import time
+from pathlib import Path
+
+import pytest
 
 import mi_client
 from conftest import BIN, assert_exactly_once, wait_for
 
 
-def test_frames_from_many_devices_are_acked_stored_once_and_sunk(pipeline):
+@pytest.mark.parametrize("wakeup", ["io_uring", "thread"])
+def test_frames_from_many_devices_are_acked_stored_once_and_sunk(pipeline_factory, wakeup):
+    # both ways a durable publication reaches ingestd's loop (ack_wakeup)
+    pipeline = pipeline_factory(server__ack_wakeup=wakeup).start()
+    assert f"durable wake-ups: {'io_uring futex wait' if wakeup == 'io_uring' else 'notifier thread'}" \
+        in pipeline.log.read_text()
     devices = {f"dev-{i}": 3000 for i in range(8)}
     procs = [pipeline.send_async(d, n, size=100) for d, n in devices.items()]
     for p in procs:
@@ -198,3 +207,21 @@ def test_a_caught_up_sink_reads_in_batch_ms_batches_not_per_group_commit(pipelin
     assert eager >= syncs / 2, (eager, syncs)             # about one batch per group commit
     batched, syncs, elapsed = batches_for(200, "batched", {"eager": 400, "batched": 400})
     assert batched <= elapsed / 0.2 + 3, (batched, syncs, elapsed)
+
+
+def test_acks_still_flow_where_io_uring_is_disabled(pipeline_factory):
+    # kernel.io_uring_disabled = 2 (a common hardening) refuses io_uring to
+    # every process: ingestd falls back to its notifier thread and says why
+    knob = Path("/proc/sys/kernel/io_uring_disabled")
+    if not knob.exists() or not os.access(knob, os.W_OK):
+        pytest.skip("needs a writable kernel.io_uring_disabled (root)")
+    old = knob.read_text().strip()
+    knob.write_text("2")
+    try:
+        p = pipeline_factory().start()
+    finally:
+        knob.write_text(old)
+    assert "durable wake-ups: notifier thread (io_uring futex wait: Operation not permitted)" in p.log.read_text()
+    r = p.send("no-uring", 2000)
+    assert r.returncode == 0, r.stderr
+    assert_exactly_once(p.dump(), {"no-uring": 2000})

@@ -577,6 +577,7 @@ static void test_settings_validation_errors(void **state)
 		{ "[shm]\ndevices = 8\n", "devices", "out of range" },
 		{ "[server]\nmax_frame = 17M\n", "max_frame", "out of range" },
 		{ "[auth]\nndjson = maybe\n", "ndjson", "maybe" },
+		{ "[server]\nack_wakeup = futex\n", "ack_wakeup", "futex" },
 	};
 	struct settings s;
 	char err[CFG_ERR_LEN];
