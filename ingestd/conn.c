@@ -102,7 +102,7 @@ void conn_on_readable(struct worker *w, struct conn *c)
 		if (c->state == CS_CLOSING || c->eof)
 			return;
 		uint64_t free_bytes = ring_free(w);
-		if (free_bytes < w->max_rec + (uint64_t)READ_MIN * REC_EXPANSION) {
+		if (free_bytes < 2ull * w->max_rec + (uint64_t)READ_MIN * REC_EXPANSION) {
 			/* ring full: leave the bytes in the socket; TCP pushes back */
 			if (!w->ring_full)
 				shm_count(&w->ctr[IC_RING_FULL_STALLS], 1);
@@ -110,7 +110,7 @@ void conn_on_readable(struct worker *w, struct conn *c)
 			ready_push(w, c);
 			return;
 		}
-		uint64_t want = (free_bytes - w->max_rec) / REC_EXPANSION;
+		uint64_t want = (free_bytes - 2ull * w->max_rec) / REC_EXPANSION;
 		if (want > READ_MAX)
 			want = READ_MAX;
 		ssize_t n = recv(c->fd, w->rbuf, (size_t)want, 0);

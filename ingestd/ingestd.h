@@ -5,9 +5,11 @@
  * io_uring futex wait or, where the kernel cannot, by a notifier thread.
  *
  * Backpressure without a stash: a read takes at most (free ring bytes -
- * one max record) / REC_EXPANSION bytes, and a record is never more than
- * REC_EXPANSION times the wire bytes it came from, so every frame decoded
- * from a read fits the ring.  When the ring has no room for a minimum read,
+ * two max records) / REC_EXPANSION bytes.  A record is never more than
+ * REC_EXPANSION times the wire bytes it came from; one max record covers
+ * the frame an earlier read began (its bytes came mostly from before) and
+ * the other the pad a record may leave at the ring's end, so every frame
+ * decoded from a read fits the ring.  When the ring has no room for a minimum read,
  * the connection goes on the ready list and the worker sets ring_full: the
  * list is retried on flusherd's next durable publication (which releases
  * space), not polled.
@@ -122,6 +124,8 @@ struct worker {
 	int filter_mode;          /* enum filter_mode */
 	int tcp_filtered;         /* the listener's eBPF filter drops banned SYNs */
 	int udp_fd;
+	int udp_paused;           /* no ring room: out of the epoll interest */
+	uint32_t udp_max_rec;     /* largest record a datagram can make */
 	uint8_t *udp_buf;
 	struct mmsghdr udp_msg[UDP_BATCH];
 	struct iovec udp_iov[UDP_BATCH];
@@ -186,7 +190,9 @@ void ack_scan(struct worker *w);
 /* udp.c */
 /* Binds the UDP socket for addr.  Returns the fd or -errno with err set. */
 int udp_open(struct worker *w, const char *addr, char *err, size_t errlen);
-void udp_on_readable(struct worker *w);
+/* Reads what the ring has room for.  -ENOBUFS: room for no datagram, the
+ * rest stays queued until flusherd releases space. */
+int udp_on_readable(struct worker *w);
 
 /* filter.c */
 void filter_setup(struct worker *w);

@@ -53,6 +53,8 @@ int udp_open(struct worker *w, const char *addr, char *err, size_t errlen)
 	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof(buf)) < 0)
 		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	setsockopt(fd, SOL_SOCKET, SO_RXQ_OVFL, &one, sizeof(one));
+	uint64_t most = w->s->max_frame < UDP_DGRAM_MAX - MI_HDR_LEN ? w->s->max_frame : UDP_DGRAM_MAX - MI_HDR_LEN;
+	w->udp_max_rec = rec_size(MI_DEVID_MAX, (uint32_t)most);
 	w->udp_buf = malloc((size_t)UDP_BATCH * UDP_DGRAM_MAX);
 	if (!w->udp_buf) {
 		close(fd);
@@ -231,15 +233,18 @@ static void one_datagram(struct worker *w, const uint8_t *p, size_t n, const str
 	shm_count(&w->ctr[IC_UDP_STORED], 1);
 }
 
-void udp_on_readable(struct worker *w)
+int udp_on_readable(struct worker *w)
 {
 	for (int rounds = 0; rounds < 16; rounds++) {
-		/* room for a whole batch of max-size records, or leave them queued */
-		if (ring_free(w) < (uint64_t)UDP_BATCH * w->max_rec + w->max_rec)
-			return;
-		int n = recvmmsg(w->udp_fd, w->udp_msg, UDP_BATCH, MSG_DONTWAIT, NULL);
+		/* a max-size record per datagram read, and one more for the pad
+		 * at the ring's end: what does not fit stays queued */
+		uint64_t fit = ring_free(w) / w->udp_max_rec;
+		if (fit < 2)
+			return -ENOBUFS;
+		unsigned want = fit - 1 < UDP_BATCH ? (unsigned)(fit - 1) : UDP_BATCH;
+		int n = recvmmsg(w->udp_fd, w->udp_msg, want, MSG_DONTWAIT, NULL);
 		if (n <= 0)
-			return;
+			return 0;
 		shm_count(&w->ctr[IC_UDP_DATAGRAMS], (uint64_t)n);
 		for (int i = 0; i < n; i++) {
 			struct msghdr *mh = &w->udp_msg[i].msg_hdr;
@@ -254,7 +259,8 @@ void udp_on_readable(struct worker *w)
 			mh->msg_namelen = sizeof(w->udp_from[i]);
 			mh->msg_controllen = sizeof(w->udp_cmsg[i]);
 		}
-		if (n < UDP_BATCH)
-			return;
+		if ((unsigned)n < want)
+			return 0;
 	}
+	return 0;
 }

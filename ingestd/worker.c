@@ -339,6 +339,19 @@ static void teardown(struct worker *w)
 
 enum { EV_DURABLE = 1, EV_WORK = 2 };
 
+/* The UDP socket is level-triggered: left unread for want of ring room it
+ * would wake the loop at once, forever.  So it leaves the interest set
+ * until flusherd's next publication frees space. */
+static void udp_interest(struct worker *w, int on)
+{
+	struct epoll_event ev = { .events = on ? EPOLLIN : 0, .data.u64 = TAG_UDP };
+	if (epoll_ctl(w->ep, EPOLL_CTL_MOD, w->udp_fd, &ev) < 0)
+		return;   /* cannot fail on a registered fd: stay as it was */
+	if (!on)
+		shm_count(&w->ctr[IC_RING_FULL_STALLS], 1);
+	w->udp_paused = !on;
+}
+
 /* One epoll batch: accepts, UDP, durable wake-ups, socket I/O.  Returns
  * EV_* bits (the fuzz harness drives this too). */
 static int handle_events(struct worker *w, const struct epoll_event *evs, int n)
@@ -353,8 +366,8 @@ static int handle_events(struct worker *w, const struct epoll_event *evs, int n)
 			continue;
 		}
 		if (tag == TAG_UDP) {
-			if (!ingestd_stop)
-				udp_on_readable(w);
+			if (!ingestd_stop && udp_on_readable(w) == -ENOBUFS)
+				udp_interest(w, 0);
 			r |= EV_WORK;
 			continue;
 		}
@@ -411,8 +424,11 @@ int worker_run(struct worker *w)
 			ingestd_reload = 0;
 			auth_reload(w);
 		}
-		if (durable_moved)
+		if (durable_moved) {
 			w->ring_full = 0;
+			if (w->udp_paused)
+				udp_interest(w, 1);
+		}
 		if (!ingestd_stop && w->ready_head && !w->ring_full)
 			run_ready(w);
 		publish(w);

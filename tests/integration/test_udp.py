@@ -294,3 +294,40 @@ def test_keys_protocol_example_datagram_is_accepted(ukeyed):
         [(1, 0, 0x0102030405060708, 4, True)]
     ukeyed.wait_sinks_caught_up()
     assert [e["payload"] for e in ukeyed.disk_entries() if e["device"] == "sensor-7"] == [b"21.5"]
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        v = f.read().rsplit(")", 1)[1].split()
+    return int(v[11]) + int(v[12])   # utime + stime
+
+
+def test_udp_works_on_the_smallest_ring_and_waits_for_room_without_spinning(pipeline_factory):
+    # a 1 MiB ring has no room for 32 max-size datagrams at once: ingestd
+    # reads as many as fit, and when none fits it stops polling the socket
+    # until flusherd frees space (a level-triggered socket left unread
+    # would wake epoll at once, forever)
+    p = pipeline_factory(shm__ring_bytes="1M", wal__commit_bytes="256K").start()
+    send(p, *[dgram("udp-small", s, b"r%d" % s) for s in range(1, 4)])
+    settle(p, 3)
+    assert stored(p, "udp-small") == [1, 2, 3]
+
+    os.kill(p.pid("flusherd"), signal.SIGSTOP)
+    try:
+        big = b"x" * 60000
+        # fill the ring over TCP (clients stall, nothing is lost), then queue
+        # datagrams behind it
+        filler = p.send_async("udp-filler", 40, size=60000)
+        wait_for(lambda: p.counter("ingestd", "ring_full_stalls") > 0, 10, "the ring to fill")
+        send(p, *[dgram("udp-late", s, big) for s in range(1, 6)])
+        time.sleep(0.3)
+        ing = p.pid("ingestd")
+        t0 = cpu_ticks(ing)
+        time.sleep(1.0)
+        assert cpu_ticks(ing) - t0 < 20, "ingestd spins while the ring is full"
+    finally:
+        os.kill(p.pid("flusherd"), signal.SIGCONT)
+    out, err = filler.communicate(timeout=60)
+    assert filler.returncode == 0, err
+    settle(p, 3 + 5)
+    assert stored(p, "udp-late") == [1, 2, 3, 4, 5]
