@@ -74,8 +74,10 @@ int64_t commit_step(struct committer *c)
 		int r = commit_sync(c);
 		if (r < 0)
 			return r;
-		if ((r = wal_rotate(c->wal)) < 0)
+		if ((r = wal_rotate(c->wal)) < 0) {
+			c->fail_op = "create segment";
 			return r;
+		}
 		shm_count(&c->ctr[FC_SEGMENTS], 1);
 	}
 	uint64_t limit = wal_room(c->wal) - mark_len;
@@ -124,6 +126,7 @@ int64_t commit_step(struct committer *c)
 	int r = wal_append(c->wal, iov, niov, bytes + mark_len);
 	if (r < 0) {
 		shm_count(&c->ctr[FC_WRITE_ERRORS], 1);
+		c->fail_op = "write";
 		return r;
 	}
 	fault_point("flusherd.after_write");
@@ -164,6 +167,7 @@ int commit_sync(struct committer *c)
 	uint64_t dt = clock_mono_ns() - t0;
 	if (r < 0) {
 		shm_count(&c->ctr[FC_SYNC_ERRORS], 1);
+		c->fail_op = c->wal->dir_unsynced ? "fsync directory" : "fdatasync";
 		/* the WAL forgot the unsynced tail: read those records again */
 		for (uint32_t i = 0; i < ctl->nrings; i++) {
 			c->cons[i].pos = c->released[i];

@@ -35,6 +35,7 @@ struct committer {
 	uint32_t *touched;
 	uint32_t ntouched;
 	uint64_t *ctr;
+	const char *fail_op;                    /* what the last failure was doing (wal.fail_path: on what) */
 	uint8_t mark[REC_HDR_LEN + REC_MARK_PLEN(SHM_MAX_RINGS)];
 };
 

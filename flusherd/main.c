@@ -281,15 +281,22 @@ static int run(const struct settings *s)
 		}
 		if (n < 0) {
 			/* what was written before the failure is still owed its sync
-			 * (and its ACKs) */
+			 * (and its ACKs); the first failure is the one to name */
+			const char *op = c.fail_op;
+			char path[sizeof(wal.fail_path)];
+			memcpy(path, wal.fail_path, sizeof(path));
 			if (commit_sync(&c) < 0) { /* stalls below, retried */ }
-			stall(ctl, (int)n, "write", wal.seg_path, &stalled, &stall_since);
+			stall(ctl, (int)n, op, path, &stalled, &stall_since);
+			if (stop_requested && clock_mono_ns() > stop_deadline)
+				break;
 			continue;
 		}
 		if (n == 0 || commit_due(&c, clock_mono_ns())) {
 			r = commit_sync(&c);
 			if (r < 0) {
-				stall(ctl, r, "fdatasync", wal.seg_path, &stalled, &stall_since);
+				stall(ctl, r, c.fail_op, wal.fail_path, &stalled, &stall_since);
+				if (stop_requested && clock_mono_ns() > stop_deadline)
+					break;
 				continue;
 			}
 			if (stalled) {
@@ -305,7 +312,10 @@ static int run(const struct settings *s)
 			idle_wait(ctl, &c);
 		}
 	}
-	if (commit_pending(&c))
+	if (stalled)
+		log_warn("stopping while stalled: records written since the last successful sync were not "
+			 "acknowledged and stay in the rings (the next flusherd writes them)");
+	else if (commit_pending(&c))
 		log_warn("stopping with records still in the rings (the next flusherd writes them)");
 	ret = 0;
 out_ckpt:

@@ -163,8 +163,10 @@ static int take_spare(struct wal *w, const char *name, const uint8_t hdr[SEG_HDR
 		r = -errno;
 	else if (fsync(w->dirfd) < 0) {
 		/* renamed already: the segment is in place, and giving it up would
-		 * make every later rotation fail on the name; the next sync's
-		 * trouble, if any, stalls as usual */
+		 * make every later rotation fail on the name.  Its appends commit
+		 * no metadata, so nothing else would persist the rename: every
+		 * sync fails until the directory's fsync succeeds */
+		w->dir_unsynced = 1;
 	}
 	if (r < 0) {
 		close(fd);
@@ -265,6 +267,7 @@ int wal_rotate(struct wal *w)
 	w->fd = -1;
 	int r = open_seg(w, w->lsn, 1);
 	if (r < 0) {
+		memcpy(w->fail_path, w->seg_path, sizeof(w->fail_path));
 		w->fd = old;
 		w->seg_first = old_first;
 		memcpy(w->seg_path, old_path, sizeof(old_path));
@@ -272,6 +275,11 @@ int wal_rotate(struct wal *w)
 	}
 	close(old);
 	return 0;
+}
+
+static void failed_on(struct wal *w, const char *path)
+{
+	memcpy(w->fail_path, path, sizeof(w->fail_path));
 }
 
 int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t bytes)
@@ -292,10 +300,12 @@ int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t byte
 			/* leave no partial record behind (the retry rewrites the
 			 * range anyway; recovery zeroes what follows the last MARK) */
 			wal_zero_range(w->fd, (uint64_t)off, (uint64_t)off + done);
+			failed_on(w, w->seg_path);
 			return -e;
 		}
 		if (n == 0) {
 			wal_zero_range(w->fd, (uint64_t)off, (uint64_t)off + done);
+			failed_on(w, w->seg_path);
 			return -EIO;
 		}
 		done += (uint64_t)n;
@@ -316,8 +326,20 @@ int wal_sync(struct wal *w)
 {
 	if (w->lsn == w->synced_lsn)
 		return 0;
-	if (fdatasync(w->fd) < 0) {
-		int e = errno;
+	int e = 0;
+	if (w->dir_unsynced) {
+		if (fsync(w->dirfd) < 0) {
+			e = errno;
+			failed_on(w, w->dir);
+		} else {
+			w->dir_unsynced = 0;
+		}
+	}
+	if (!e && fdatasync(w->fd) < 0) {
+		e = errno;
+		failed_on(w, w->seg_path);
+	}
+	if (e) {
 		/* fsyncgate: after a failed fsync the kernel may have dropped the
 		 * dirty pages and report success next time; so forget the unsynced
 		 * tail and let the caller write it again from the rings */

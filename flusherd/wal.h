@@ -23,7 +23,9 @@ struct wal {
 	uint64_t lsn;           /* end of appended data */
 	uint64_t synced_lsn;    /* end of fdatasync'd data */
 	char seg_path[300];
+	char fail_path[300];    /* the file the last failed call was about */
 	int spare_used;         /* the last new segment came from the spare */
+	int dir_unsynced;       /* a rename into dir awaits its fsync */
 };
 
 /* Prepares data/wal/spare: a zero-filled file of a whole segment, taken by
@@ -62,7 +64,8 @@ static inline uint64_t wal_room(const struct wal *w)
 int wal_rotate(struct wal *w);
 /* Appends bytes (the sum of iov) at the end.  Returns 0 or -errno. */
 int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t bytes);
-/* fdatasync everything appended.  On failure the unsynced bytes are cut off
+/* fdatasync everything appended (and first the directory, if a new
+ * segment's rename is not yet synced).  On failure the unsynced bytes are cut off
  * (the page cache cannot be trusted after a failed fsync) and lsn goes back
  * to synced_lsn; the caller writes them again.  Returns 0 or -errno. */
 int wal_sync(struct wal *w);

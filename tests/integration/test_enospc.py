@@ -46,3 +46,40 @@ def test_enospc_stalls_acks_and_resumes_when_space_is_freed(pipeline_factory, sm
     assert_exactly_once(p.dump(), {"full-dev": n})
     p.wait_sinks_caught_up(timeout=30)
     assert_exactly_once(p.disk_entries(), {"full-dev": n})
+
+
+def test_sigterm_stops_a_stalled_flusherd_and_the_stall_names_its_file(pipeline_factory, small_fs):
+    p = pipeline_factory(data_dir=small_fs / "data", wal__segment_bytes="1M", shm__ring_bytes="8M",
+                         wal__commit_bytes="256K").start()
+    filler = small_fs / "filler"
+    with open(filler, "wb") as f:
+        f.write(b"\0" * (21 << 20))
+    sender = p.send_async("stuck-dev", 60000, size=100, timeout=120)
+    wait_for(lambda: p.counter("flusherd", "stalled") >= 1, 30, "flusherd to stall on ENOSPC")
+    # past the space a given-up spare frees: stalled for good
+    time.sleep(0.5)
+    acked = p.counter("ingestd", "acks_sent")
+    time.sleep(1.0)
+    assert p.counter("ingestd", "acks_sent") == acked
+    log = p.log.read_text()
+    stall = [l for l in log.splitlines() if "acks stop until it succeeds" in l]
+    assert stall, log[-2000:]
+    # the operation and the file it failed on: a write or sync of the
+    # current segment, or the creation of the next one
+    assert "No space left on device" in stall[0] and str(small_fs / "data" / "wal") in stall[0], stall[0]
+    assert any(op in stall[0] for op in ("write ", "fdatasync ", "create segment ")), stall[0]
+    flusher = p.pid("flusherd")
+    t0 = time.monotonic()
+    p.stop()
+    took = time.monotonic() - t0
+    sender.kill()
+    sender.wait()
+    log = p.log.read_text()
+    assert f"flusherd (pid {flusher}) did not stop" not in log, "SIGTERM left a stalled flusherd running"
+    assert "stopping while stalled" in log
+    assert took < 14, f"shutdown took {took:.1f} s"
+    # whatever was acked before the stall is there once, after a restart
+    filler.unlink()
+    p.start()
+    acked = [r for r in p.dump() if r["device"] == "stuck-dev"]
+    assert sorted(r["seq"] for r in acked) == list(range(1, len(acked) + 1))
