@@ -336,6 +336,16 @@ devices:
 				snprintf(err, RECOVER_ERR_LEN, "%s/%s: %s", wal_dir, segs[s].name, strerror(-r));
 				goto out;
 			}
+			/* pass 1 checked only the segments from the checkpoint on */
+			uint64_t hfirst, hlog;
+			if (seg_hdr_parse(m.p, m.size, &hfirst, &hlog) < 0 || hfirst != sfirst || hlog != res.log_id) {
+				if (!res.damaged_seg[0]) {
+					snprintf(res.damaged_seg, sizeof(res.damaged_seg), "%s", segs[s].name);
+					res.damaged_off = 0;
+				}
+				unmap_seg(&m);
+				continue;
+			}
 			uint64_t from = ck > sfirst ? ck - sfirst : 0, bad = from;
 			uint64_t to = send - sfirst;
 			if (to > m.size - SEG_HDR_LEN)

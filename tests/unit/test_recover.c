@@ -402,6 +402,42 @@ static void test_stale_devices_file_means_a_whole_log_scan(void **state)
 	assert_int_equal(durable_of(f, "late"), 9);
 }
 
+/* A whole-log scan for the seqs (no usable devices file) meets a segment
+ * before the checkpoint cut to less than its header, and one with a
+ * header of another log: each is skipped and named, never read past its
+ * end; the seqs come from the rest. */
+static void test_whole_log_scan_skips_and_names_a_headerless_early_segment(void **state)
+{
+	struct fix *f = *state;
+	open_log(f);
+	batch(f, "first", 1, 80, 1);   /* past the first page: read past EOF faults */
+	uint64_t seg0 = f->w.seg_first;
+	rotate(f);
+	batch(f, "second", 1, 2, 1);
+	uint64_t seg1 = f->w.seg_first;
+	rotate(f);
+	batch(f, "third", 5, 1, 1);
+	store_meta(f, f->mark_end, f->mark_pos);
+	char path[128];
+	seg_file(f, seg0, path, sizeof(path));
+	assert_int_equal(truncate(path, 10), 0);
+	seg_file(f, seg1, path, sizeof(path));
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	uint8_t hdr[SEG_HDR_LEN];
+	seg_hdr_build(hdr, seg1, LOG_ID ^ 1, 1);
+	assert_int_equal(pwrite(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
+	close(fd);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.devices_loaded, 0);
+	char name[SEG_NAME_LEN];
+	seg_name(seg0, name);
+	assert_string_equal(f->res.damaged_seg, name);
+	assert_int_equal(durable_of(f, "first"), 0);
+	assert_int_equal(durable_of(f, "second"), 0);
+	assert_int_equal(durable_of(f, "third"), 5);
+}
+
 /* A restarted flusherd on a live region (ready): the table is kept, never
  * lowered, and data/devices is not read. */
 static void test_live_region_keeps_its_table(void **state)
@@ -633,6 +669,7 @@ int main(void)
 		T(test_positions_from_meta_when_no_mark_follows),
 		T(test_devices_from_checkpoint_plus_log_after_it),
 		T(test_stale_devices_file_means_a_whole_log_scan),
+		T(test_whole_log_scan_skips_and_names_a_headerless_early_segment),
 		T(test_live_region_keeps_its_table),
 		T(test_corrupt_record_in_a_non_last_segment_is_an_error),
 		T(test_last_segment_with_a_short_header_is_dropped),
