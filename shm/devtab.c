@@ -17,8 +17,9 @@ static uint64_t fnv1a(const uint8_t *p, size_t n)
 }
 
 /* Waits out a slot another process is filling.  A claimer that died mid-claim
- * would leave it CLAIMING forever; we then treat it as a different device
- * after a bounded wait rather than hang. */
+ * would leave it CLAIMING forever: after a bounded wait the slot is marked
+ * DEAD, so only the first probe to meet it waits, and it counts as a
+ * different device's (a claimer that was only slow still stores READY). */
 static uint32_t settled(struct shm_dev *d)
 {
 	uint32_t st = shm_load_acquire(&d->state);
@@ -26,7 +27,9 @@ static uint32_t settled(struct shm_dev *d)
 		sched_yield();
 		st = shm_load_acquire(&d->state);
 	}
-	return st;
+	if (st == DEV_CLAIMING && !shm_cas(&d->state, &st, DEV_DEAD))
+		return st;   /* it settled after all */
+	return st == DEV_CLAIMING ? DEV_DEAD : st;
 }
 
 static int same(const struct shm_dev *d, const uint8_t *id, uint8_t len)

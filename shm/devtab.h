@@ -19,7 +19,9 @@
 #include "common/frame.h"
 #include "shm/shm.h"
 
-enum dev_state { DEV_EMPTY = 0, DEV_CLAIMING = 1, DEV_READY = 2 };
+/* DEV_DEAD: a claim whose claimer died mid-way (see devtab.c); probes
+ * pass it like another device's slot. */
+enum dev_state { DEV_EMPTY = 0, DEV_CLAIMING = 1, DEV_READY = 2, DEV_DEAD = 3 };
 
 struct shm_dev {
 	uint32_t state;

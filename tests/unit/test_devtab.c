@@ -170,6 +170,27 @@ static void test_collisions_probe_linearly(void **state)
 	assert_int_equal(devtab_count(f->ctl), 4);
 }
 
+/* A claim its claimer never finished (killed between its CAS and READY)
+ * is waited out once and marked DEAD: ids probing past it are found and
+ * inserted, and later probes do not wait again. */
+static void test_abandoned_claim_is_marked_dead_and_passed(void **state)
+{
+	struct fix *f = *state;
+	const uint32_t b = 5;
+	char id[3][32];
+	int n = 0;
+	for (int i = 0; i < 3; i++)
+		id_with_home(id[i], sizeof(id[i]), "z", b, 16, &n);
+	assert_int_equal(ins(f->ctl, id[0]), (int)b);
+	assert_int_equal(ins(f->ctl, id[1]), (int)b + 1);
+	shm_store_release(&shm_dev(f->ctl, b)->state, DEV_CLAIMING);   /* the claimer died */
+	assert_int_equal(look(f->ctl, id[1]), (int)b + 1);
+	assert_int_equal(shm_load_acquire(&shm_dev(f->ctl, b)->state), DEV_DEAD);
+	assert_int_equal(look(f->ctl, id[0]), -ENOENT);                /* it never became a device */
+	assert_int_equal(ins(f->ctl, id[2]), (int)b + 2);
+	assert_int_equal(look(f->ctl, id[2]), (int)b + 2);
+}
+
 /* A full table: new ids get -ENOSPC, known ids are still found and
  * re-inserted, absent ids are not found (and the lookup ends). */
 static void test_full_table_returns_enospc(void **state)
@@ -370,6 +391,7 @@ int main(void)
 		T(test_same_id_returns_same_slot),
 		T(test_insert_rejects_bad_length),
 		T(test_collisions_probe_linearly),
+		T(test_abandoned_claim_is_marked_dead_and_passed),
 		T(test_full_table_returns_enospc),
 		T(test_enospc_only_when_every_slot_is_taken),
 		cmocka_unit_test_setup_teardown(test_concurrent_inserts_give_consistent_slots, setup_big, teardown),
