@@ -143,8 +143,16 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 		goto out;
 	}
 
-	/* pass 1: verify, find the end of the last MARK */
+	/* pass 1: verify, find the end of the last MARK (on a live region: the
+	 * last MARK up to the durable LSN it holds.  What follows was never
+	 * acknowledged and is still in the rings; its bytes may exist only in
+	 * the page cache, since a page whose writeback failed stays cached,
+	 * clean, and the next fdatasync reports nothing.  So it is cut and
+	 * written again from the rings rather than trusted.) */
 	uint64_t log_id = have_meta ? meta.log_id : 0;
+	uint64_t trusted = UINT64_MAX;
+	if (!fresh_shm && shm_load_acquire(&ctl->durable_lsn) >= ckpt)
+		trusted = shm_load_acquire(&ctl->durable_lsn);
 	uint64_t cut = ckpt, expect_first = segs[first].first_lsn;
 	size_t cut_seg = first;
 	for (size_t s = first; s < nseg; s++) {
@@ -205,7 +213,7 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)p;
 			off += rec_total(h);
 			res.records++;
-			if (h->type == REC_MARK) {
+			if (h->type == REC_MARK && sfirst + off <= trusted) {
 				cut = sfirst + off;
 				cut_seg = s;
 				if (rec_mark_shm_id(h) == ctl->shm_id)
