@@ -50,6 +50,12 @@ static int has_futex_wait(int fd)
 	return r;
 }
 
+static void *map_ring(int fd, uint64_t len, off_t off)
+{
+	void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, off);
+	return m == MAP_FAILED ? NULL : m;
+}
+
 int futex_poll_open(struct futex_poll *p, int efd)
 {
 	memset(p, 0, sizeof(*p));
@@ -72,17 +78,8 @@ int futex_poll_open(struct futex_poll *p, int efd)
 	uint64_t cq_len = prm.cq_off.cqes + prm.cq_entries * sizeof(struct io_uring_cqe);
 	p->ring_len = sq_len > cq_len ? sq_len : cq_len;
 	p->sqes_len = prm.sq_entries * sizeof(struct io_uring_sqe);
-	p->ring = mmap(NULL, p->ring_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd,
-		       IORING_OFF_SQ_RING);
-	if (p->ring == MAP_FAILED) {
-		p->ring = NULL;
-		r = -errno;
-		goto fail;
-	}
-	p->sqes = mmap(NULL, p->sqes_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, p->fd,
-		       IORING_OFF_SQES);
-	if (p->sqes == MAP_FAILED) {
-		p->sqes = NULL;
+	if (!(p->ring = map_ring(p->fd, p->ring_len, IORING_OFF_SQ_RING)) ||
+	    !(p->sqes = map_ring(p->fd, p->sqes_len, IORING_OFF_SQES))) {
 		r = -errno;
 		goto fail;
 	}
