@@ -157,6 +157,14 @@ int commit_due(const struct committer *c, uint64_t now_ns)
 	       now_ns - c->unsynced_since >= c->commit_ns;
 }
 
+/* The FC_SYNC_HIST counter for a sync of ns nanoseconds. */
+static unsigned sync_bucket(uint64_t ns)
+{
+	uint64_t us = ns / 1000;
+	unsigned k = us < 64 ? 0 : 63u - (unsigned)__builtin_clzll(us) - 5;   /* 64..127 us: 1 */
+	return FC_SYNC_HIST + (k < FC_SYNC_HIST_END - FC_SYNC_HIST ? k : FC_SYNC_HIST_END - FC_SYNC_HIST - 1);
+}
+
 int commit_sync(struct committer *c)
 {
 	struct shm_ctl *ctl = c->ctl;
@@ -183,6 +191,7 @@ int commit_sync(struct committer *c)
 	shm_count(&c->ctr[FC_SYNCS], 1);
 	shm_count(&c->ctr[FC_SYNC_NS_TOTAL], dt);
 	shm_max(&c->ctr[FC_SYNC_NS_MAX], dt);
+	shm_count(&c->ctr[sync_bucket(dt)], 1);
 	for (uint32_t i = 0; i < ctl->nrings; i++) {
 		c->released[i] = c->cons[i].pos;
 		shm_store_release(&c->cons[i].h->released, c->released[i]);

@@ -265,6 +265,16 @@ static void test_step_appends_ring_bytes_and_a_mark(void **state)
 	assert_int_equal(f->ctr[FC_WRITES], 1);
 	assert_int_equal(f->ctr[FC_SYNCS], 1);
 	assert_int_equal(f->ctr[FC_DURABLE_LSN], head + MARK_LEN);
+	/* the sync is in exactly one duration bucket, the one its time says */
+	uint64_t in_hist = 0, us = f->ctr[FC_SYNC_NS_MAX] / 1000;
+	for (int b = 0; b < FC_SYNC_HIST_END - FC_SYNC_HIST; b++) {
+		if (!f->ctr[FC_SYNC_HIST + b])
+			continue;
+		in_hist += f->ctr[FC_SYNC_HIST + b];
+		uint64_t lo = b == 0 ? 0 : 32ull << b, hi = b == 11 ? UINT64_MAX : 64ull << b;
+		assert_in_range(us, lo, hi - 1);   /* [0,64), [64,128), ... [65536, inf) us */
+	}
+	assert_int_equal(in_hist, 1);
 }
 
 static void test_empty_rings_write_nothing(void **state)
