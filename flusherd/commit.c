@@ -205,6 +205,7 @@ int commit_sync(struct committer *c)
 	}
 	c->ntouched = 0;
 	c->unsynced_since = 0;
+	fault_point("flusherd.after_release");
 	shm_store_release(&ctl->durable_lsn, c->wal->synced_lsn);
 	shm_store_relaxed(&c->ctr[FC_DURABLE_LSN], c->wal->synced_lsn);
 	futex_seq_signal(&ctl->durable);

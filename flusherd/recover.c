@@ -49,6 +49,25 @@ static int map_seg(const char *dir, const char *name, struct segmap *m)
 	return 0;
 }
 
+/* On a live region (a restart, not a reboot): whether a MARK's batch was
+ * synced.  flusherd stores each ring's `released` right after a successful
+ * fdatasync, before anything else it publishes, and a MARK's positions are
+ * where its batch ends in the rings: a batch past `released` was never
+ * synced, so never acknowledged, and is still in the rings.  Its bytes may
+ * exist only in the page cache (after a failed writeback Linux keeps the
+ * pages, clean, and the next fdatasync reports success), so recovery cuts
+ * it and the rings write it again rather than trust it.  A MARK of another
+ * region was judged by that region's recovery already. */
+static int mark_synced(struct shm_ctl *ctl, const struct rec_hdr *h)
+{
+	if (rec_mark_shm_id(h) != ctl->shm_id)
+		return 1;
+	for (uint32_t i = 0; i < rec_mark_nrings(h) && i < ctl->nrings; i++)
+		if (rec_mark_pos(h, i) > shm_load_acquire(&shm_ring_hdr(ctl, i)->released))
+			return 0;
+	return 1;
+}
+
 static void unmap_seg(struct segmap *m)
 {
 	if (m->p)
@@ -144,15 +163,8 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 	}
 
 	/* pass 1: verify, find the end of the last MARK (on a live region: the
-	 * last MARK up to the durable LSN it holds.  What follows was never
-	 * acknowledged and is still in the rings; its bytes may exist only in
-	 * the page cache, since a page whose writeback failed stays cached,
-	 * clean, and the next fdatasync reports nothing.  So it is cut and
-	 * written again from the rings rather than trusted.) */
+	 * last one whose batch was synced; see mark_synced()) */
 	uint64_t log_id = have_meta ? meta.log_id : 0;
-	uint64_t trusted = UINT64_MAX;
-	if (!fresh_shm && shm_load_acquire(&ctl->durable_lsn) >= ckpt)
-		trusted = shm_load_acquire(&ctl->durable_lsn);
 	uint64_t cut = ckpt, expect_first = segs[first].first_lsn;
 	size_t cut_seg = first;
 	for (size_t s = first; s < nseg; s++) {
@@ -213,7 +225,7 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)p;
 			off += rec_total(h);
 			res.records++;
-			if (h->type == REC_MARK && sfirst + off <= trusted) {
+			if (h->type == REC_MARK && (fresh_shm || mark_synced(ctl, h))) {
 				cut = sfirst + off;
 				cut_seg = s;
 				if (rec_mark_shm_id(h) == ctl->shm_id)

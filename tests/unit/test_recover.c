@@ -452,7 +452,7 @@ static void test_live_region_keeps_its_table(void **state)
 	shm_dev(f->ctl, (uint32_t)a)->last_durable = 50;
 	shm_dev(f->ctl, (uint32_t)a)->last_accepted = 60;
 	shm_dev(f->ctl, (uint32_t)b)->last_accepted = 1;
-	shm_store_release(&f->ctl->durable_lsn, f->mark_end);
+	shm_store_release(&shm_ring_hdr(f->ctl, 0)->released, f->mark_pos);   /* both batches synced */
 	shm_store_release(&f->ctl->ready, 1);
 	assert_int_equal(recover(f), 0);
 	assert_int_equal(f->res.devices_loaded, 0);
@@ -463,27 +463,48 @@ static void test_live_region_keeps_its_table(void **state)
 	assert_int_equal(shm_dev(f->ctl, (uint32_t)b)->last_accepted, 7);
 }
 
-/* A live region says how far the log was durable: a whole batch and MARK
- * after it (written, never synced by the flusherd that died) is cut, not
- * trusted, and the rings resume where the durable part ends, so those
+/* A live region says which batches were synced: each ring's `released`
+ * moves right after a successful fdatasync.  Whole batches with MARKs past
+ * it (written, never synced by the flusherd that died) are cut, not
+ * trusted, and the rings resume where the synced part ends, so those
  * records are written again.  A page whose writeback failed keeps its
  * bytes in the cache, clean, so a later fdatasync reports nothing: the
  * bytes may not be on disk at all. */
-static void test_live_region_cuts_what_it_never_published_durable(void **state)
+static void test_live_region_cuts_batches_it_never_synced(void **state)
 {
 	struct fix *f = *state;
 	open_log(f);
 	batch(f, "d", 1, 3, 1);
-	uint64_t durable = f->mark_end, pos = f->mark_pos;
+	uint64_t synced = f->mark_end, pos = f->mark_pos;
 	batch(f, "d", 4, 2, 1);
 	batch(f, "d", 6, 2, 1);
-	shm_store_release(&f->ctl->durable_lsn, durable);
+	shm_store_release(&shm_ring_hdr(f->ctl, 0)->released, pos);
 	shm_store_release(&f->ctl->ready, 1);
 	assert_int_equal(recover(f), 0);
-	assert_int_equal(f->res.end_lsn, durable);
+	assert_int_equal(f->res.end_lsn, synced);
 	assert_int_equal(f->res.pos[0], pos);
-	assert_true(zero_from(f, 0, durable));
+	assert_true(zero_from(f, 0, synced));
 	assert_int_equal(durable_of(f, "d"), 3);
+}
+
+/* A flusherd killed after publishing `released` but before the durable LSN
+ * (devices may already be acked: last_durable comes in between): the synced
+ * batch is kept, not cut, whatever durable_lsn still says. */
+static void test_live_region_keeps_a_synced_batch_not_yet_published_durable(void **state)
+{
+	struct fix *f = *state;
+	open_log(f);
+	batch(f, "k", 1, 3, 1);
+	uint64_t old = f->mark_end;
+	batch(f, "k", 4, 2, 1);
+	shm_store_release(&f->ctl->durable_lsn, old);
+	shm_store_release(&shm_ring_hdr(f->ctl, 0)->released, f->mark_pos);
+	shm_store_release(&f->ctl->ready, 1);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	assert_int_equal(f->res.cut_bytes, 0);
+	assert_int_equal(f->res.pos[0], f->mark_pos);
+	assert_int_equal(durable_of(f, "k"), 5);
 }
 
 /* Two segments, the first complete: damage in it is lost durable data. */
@@ -695,7 +716,8 @@ int main(void)
 		T(test_stale_devices_file_means_a_whole_log_scan),
 		T(test_whole_log_scan_skips_and_names_a_headerless_early_segment),
 		T(test_live_region_keeps_its_table),
-		T(test_live_region_cuts_what_it_never_published_durable),
+		T(test_live_region_cuts_batches_it_never_synced),
+		T(test_live_region_keeps_a_synced_batch_not_yet_published_durable),
 		T(test_corrupt_record_in_a_non_last_segment_is_an_error),
 		T(test_last_segment_with_a_short_header_is_dropped),
 		T(test_dead_rotation_at_the_checkpoint_is_dropped),
