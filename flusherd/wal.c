@@ -256,6 +256,11 @@ void wal_close(struct wal *w)
 	w->fd = w->dirfd = -1;
 }
 
+static void failed_on(struct wal *w, const char *path)
+{
+	snprintf(w->fail_path, sizeof(w->fail_path), "%s", path);
+}
+
 int wal_rotate(struct wal *w)
 {
 	if (w->lsn != w->synced_lsn)
@@ -267,7 +272,7 @@ int wal_rotate(struct wal *w)
 	w->fd = -1;
 	int r = open_seg(w, w->lsn, 1);
 	if (r < 0) {
-		memcpy(w->fail_path, w->seg_path, sizeof(w->fail_path));
+		failed_on(w, w->seg_path);
 		w->fd = old;
 		w->seg_first = old_first;
 		memcpy(w->seg_path, old_path, sizeof(old_path));
@@ -275,11 +280,6 @@ int wal_rotate(struct wal *w)
 	}
 	close(old);
 	return 0;
-}
-
-static void failed_on(struct wal *w, const char *path)
-{
-	memcpy(w->fail_path, path, sizeof(w->fail_path));
 }
 
 int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t bytes)

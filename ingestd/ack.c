@@ -98,10 +98,10 @@ int ack_poll(struct worker *w, int fired)
 {
 	if (w->ack_uring && fired) {
 		int r = futex_poll_reap(&w->fpoll);
-		if (r == 1) {
-			futex_seq_leave(&w->ctl->durable);
+		if (r != 0 && !w->fpoll.armed)
+			futex_seq_leave(&w->ctl->durable);   /* the wait is over, well or not */
+		if (r == 1)
 			r = uring_arm(w);
-		}
 		if (r < 0) {
 			log_warn("durable wake-ups: io_uring failed (%s); a notifier thread takes over", strerror(-r));
 			uring_close(w);

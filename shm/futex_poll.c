@@ -90,6 +90,7 @@ int futex_poll_open(struct futex_poll *p, int efd)
 	p->cq_head = (uint32_t *)(b + prm.cq_off.head);
 	p->cq_tail = (uint32_t *)(b + prm.cq_off.tail);
 	p->cq_mask = (uint32_t *)(b + prm.cq_off.ring_mask);
+	p->cq_flags = (uint32_t *)(b + prm.cq_off.flags);
 	p->cqes = b + prm.cq_off.cqes;
 	if ((r = uring_register(p->fd, IORING_REGISTER_EVENTFD, &efd, 1)) < 0)
 		goto fail;
@@ -126,18 +127,24 @@ int futex_poll_reap(struct futex_poll *p)
 {
 	if (!p->armed)
 		return 0;
-	/* runs the completion this thread was left to run (DEFER_TASKRUN) */
+	/* runs the completion this thread was left to run (DEFER_TASKRUN).
+	 * The eventfd was signalled when the wake queued it; posting it must
+	 * not signal again (a second, empty pass of the loop), and no other
+	 * wait is queued meanwhile to need the signal */
+	__atomic_fetch_or(p->cq_flags, IORING_CQ_EVENTFD_DISABLED, __ATOMIC_RELAXED);
 	int r = uring_enter(p->fd, 0, IORING_ENTER_GETEVENTS);
+	__atomic_fetch_and(p->cq_flags, ~IORING_CQ_EVENTFD_DISABLED, __ATOMIC_RELAXED);
 	if (r < 0)
 		return r;
 	uint32_t head = *p->cq_head;
 	if (head == __atomic_load_n(p->cq_tail, __ATOMIC_ACQUIRE))
 		return 0;
-	/* the one wait there can be: woken, value already moved (-EAGAIN) or
-	 * interrupted; any of them means look at the word and arm again */
+	int res = ((const struct io_uring_cqe *)p->cqes)[head & *p->cq_mask].res;
 	__atomic_store_n(p->cq_head, head + 1, __ATOMIC_RELEASE);
 	p->armed = 0;
-	return 1;
+	/* woken, the value had moved already, or interrupted: look at the
+	 * word and arm again; anything else would only fail again */
+	return res == 0 || res == -EAGAIN || res == -EINTR ? 1 : res;
 }
 
 void futex_poll_close(struct futex_poll *p)

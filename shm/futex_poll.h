@@ -20,7 +20,7 @@ struct futex_poll {
 	void *sqes;
 	uint64_t sqes_len;
 	uint32_t *sq_tail, *sq_mask, *sq_array;
-	uint32_t *cq_head, *cq_tail, *cq_mask;
+	uint32_t *cq_head, *cq_tail, *cq_mask, *cq_flags;
 	void *cqes;
 	int armed;
 };
@@ -33,7 +33,8 @@ int futex_poll_open(struct futex_poll *p, int efd);
  * if it differs).  At most one wait at a time: -EBUSY while armed. */
 int futex_poll_arm(struct futex_poll *p, uint32_t *word, uint32_t expected);
 /* Collects a finished wait.  Returns 1 if the armed wait completed (arm
- * again), 0 if it is still waiting, -errno if collecting failed. */
+ * again), 0 if it is still waiting, -errno if collecting failed or the
+ * wait itself failed (it is no longer armed then either). */
 int futex_poll_reap(struct futex_poll *p);
 /* Cancels a pending wait (closing the ring does) and unmaps; idempotent. */
 void futex_poll_close(struct futex_poll *p);

@@ -137,7 +137,21 @@ static void test_wake_from_another_process(void **state)
 		assert_int_equal(waitpid(pid, &st, 0), pid);
 		assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);   /* it found our waiter */
 		assert_int_equal(futex_poll_reap(&f->p), 1);
+		assert_false(efd_fires(f->efd, 20));   /* one wake, one signal: reaping adds none */
 	}
+}
+
+/* A wait the kernel refuses (a misaligned word) is reported, not taken for
+ * a wake-up to arm again forever. */
+static void test_failed_wait_is_an_error(void **state)
+{
+	struct fx *f = *state;
+	if (skip_unless_open(f))
+		return;
+	assert_int_equal(futex_poll_arm(&f->p, (uint32_t *)(void *)((char *)f->word + 1), 0), 0);
+	assert_true(efd_fires(f->efd, 5000));
+	assert_int_equal(futex_poll_reap(&f->p), -EINVAL);
+	assert_int_equal(f->p.armed, 0);
 }
 
 /* Closing with a wait queued cancels it: no hang, the word is free. */
@@ -161,6 +175,7 @@ int main(void)
 		T(test_stale_value_completes_at_once),
 		T(test_unwoken_wait_stays_armed),
 		T(test_wake_from_another_process),
+		T(test_failed_wait_is_an_error),
 		T(test_close_while_armed),
 	};
 #undef T
