@@ -16,17 +16,23 @@ POINTS = [
 ]
 
 
-@pytest.mark.parametrize("point,nth", POINTS, ids=[p for p, _ in POINTS])
-def test_crash_at_point_loses_and_repeats_nothing(pipeline_factory, tmp_path, point, nth):
-    p = pipeline_factory(sinkd__commit_ms=20)
+def stream_through_fault(p, tmp_path, point, nth, devices):
+    """Starts p with the fault armed once and sends every device's frames,
+    all of which must be acknowledged."""
     marker = tmp_path / "fired"
     p.start(MI_FAULT=f"{point}:{nth}:{marker}")
-    devices = {f"fp-{i}": 30000 for i in range(2)}
     procs = [p.send_async(d, n, size=80, timeout=60) for d, n in devices.items()]
     for s in procs:
         out, err = s.communicate(timeout=120)
         assert s.returncode == 0, err
     assert marker.exists(), f"{point} was never reached"
+
+
+@pytest.mark.parametrize("point,nth", POINTS, ids=[p for p, _ in POINTS])
+def test_crash_at_point_loses_and_repeats_nothing(pipeline_factory, tmp_path, point, nth):
+    p = pipeline_factory(sinkd__commit_ms=20)
+    devices = {f"fp-{i}": 30000 for i in range(2)}
+    stream_through_fault(p, tmp_path, point, nth, devices)
     stage = point.split(".")[0]
     wait_for(lambda: p.stats()["stages"][stage]["restarts"] >= 1, 10, f"{stage} restarted")
     assert f"fault: {point} reached" in p.log.read_text()
@@ -41,14 +47,8 @@ def test_a_batch_synced_but_not_yet_published_durable_is_kept_by_recovery(pipeli
     # synced batch, not cut it and count on the ring, which no longer holds
     # it on a small ring under load
     p = pipeline_factory(shm__ring_bytes="1M", wal__commit_bytes="256K")
-    marker = tmp_path / "fired"
-    p.start(MI_FAULT=f"flusherd.after_release:2:{marker}")
     devices = {f"rel-{i}": 20000 for i in range(6)}
-    procs = [p.send_async(d, n, size=80, timeout=60) for d, n in devices.items()]
-    for s in procs:
-        out, err = s.communicate(timeout=120)
-        assert s.returncode == 0, err
-    assert marker.exists()
+    stream_through_fault(p, tmp_path, "flusherd.after_release", 2, devices)
     log = p.log.read_text()
     assert "records were lost" not in log
     rec = [l for l in log.splitlines() if " recovered " in l][1]   # the restart's
