@@ -157,12 +157,14 @@ int commit_due(const struct committer *c, uint64_t now_ns)
 	       now_ns - c->unsynced_since >= c->commit_ns;
 }
 
-/* The FC_SYNC_HIST counter for a sync of ns nanoseconds. */
+/* The FC_SYNC_HIST counter for a sync of ns nanoseconds: [0, 64) us, then
+ * [2^k, 2^(k+1)) us (64..127 us is the second), the last open-ended. */
 static unsigned sync_bucket(uint64_t ns)
 {
 	uint64_t us = ns / 1000;
-	unsigned k = us < 64 ? 0 : 63u - (unsigned)__builtin_clzll(us) - 5;   /* 64..127 us: 1 */
-	return FC_SYNC_HIST + (k < FC_SYNC_HIST_END - FC_SYNC_HIST ? k : FC_SYNC_HIST_END - FC_SYNC_HIST - 1);
+	unsigned k = us < 64 ? 0 : 58u - (unsigned)__builtin_clzll(us);   /* floor(log2 us) - 5 */
+	unsigned last = FC_SYNC_HIST_END - FC_SYNC_HIST - 1;
+	return FC_SYNC_HIST + (k < last ? k : last);
 }
 
 int commit_sync(struct committer *c)

@@ -9,10 +9,10 @@
  * REC_EXPANSION times the wire bytes it came from; one max record covers
  * the frame an earlier read began (its bytes came mostly from before) and
  * the other the pad a record may leave at the ring's end, so every frame
- * decoded from a read fits the ring.  When the ring has no room for a minimum read,
- * the connection goes on the ready list and the worker sets ring_full: the
- * list is retried on flusherd's next durable publication (which releases
- * space), not polled.
+ * decoded from a read fits the ring.  When the ring has no room for a
+ * minimum read, the connection goes on the ready list and the worker sets
+ * ring_full: the list is retried on flusherd's next durable publication
+ * (which releases space), not polled.
  */
 #ifndef MI_INGESTD_H
 #define MI_INGESTD_H
