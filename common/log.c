@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -40,6 +41,23 @@ int log_open(const char *ident, const char *file, enum log_level level)
 	return 0;
 }
 
+/* Errors are rare: the file is opened anew for each, so it always holds
+ * the last one whole. */
+static void write_status(const char *msg, size_t len)
+{
+	int saved = errno;
+	const char *path = getenv("MI_STATUS_FILE");
+	if (path && *path) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			ssize_t w = write(fd, msg, len);
+			(void)w;
+			close(fd);
+		}
+	}
+	errno = saved;
+}
+
 int log_enabled(enum log_level lvl)
 {
 	return lvl <= L.level;
@@ -68,5 +86,21 @@ void log_msg(enum log_level lvl, const char *fmt, ...)
 	buf[len++] = '\n';
 	ssize_t w = write(L.fd, buf, len);
 	(void)w;
+	if (lvl == LOG_ERROR)
+		write_status(buf + n, len - (size_t)n);
 	errno = saved;
+}
+
+void log_status(const char *fmt, ...)
+{
+	char buf[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	int m = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (m < 0)
+		return;
+	size_t len = (size_t)m < sizeof(buf) - 2 ? (size_t)m : sizeof(buf) - 2;
+	buf[len++] = '\n';
+	write_status(buf, len);
 }

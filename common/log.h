@@ -17,6 +17,17 @@ void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(pri
 /* Whether a message of this level would be written (skip costly formatting). */
 int log_enabled(enum log_level lvl);
 
+/* A stage that cannot start (bad configuration, permissions, a resource
+ * held by another pipeline) exits with this status: restarting it cannot
+ * help, so run/supervise stops the pipeline after a few in a row and the
+ * systemd units do not restart on it (RestartPreventExitStatus). */
+#define MI_EXIT_STARTUP 2
+
+/* Writes msg as the stage's last words to $MI_STATUS_FILE when set (run/
+ * supervise reads it to say why it stopped the pipeline).  Every error
+ * logged goes there too. */
+void log_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 #define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)

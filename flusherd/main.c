@@ -190,6 +190,81 @@ static void stall(struct shm_ctl *ctl, int err, const char *what, const char *pa
 	nanosleep(&ts, NULL);
 }
 
+/* Discards the instance's region for `why`, unless live stages hold it.
+ * Returns 0, or MI_EXIT_STARTUP with the refusal logged. */
+static int discard_region(const struct settings *s, const char *why)
+{
+	char holders[SHM_ERR_LEN];
+	int r = shm_discard(s->instance, holders);
+	if (r == -EBUSY) {
+		log_error("%s, and live processes hold it (%s): instance '%s' is in use; stop that pipeline "
+			  "first, or give this one another [instance] name (INGEST_INSTANCE_NAME)",
+			  why, holders, s->instance);
+		return MI_EXIT_STARTUP;
+	}
+	if (r < 0) {
+		log_error("%s", holders);
+		return MI_EXIT_STARTUP;
+	}
+	log_warn("%s; no live stage holds it, so it is discarded and made anew (nothing acknowledged is "
+		 "lost: the log holds it)", why);
+	return 0;
+}
+
+/* Opens (or creates) the instance's region for this data directory: a
+ * region of another layout, geometry or data directory that no live stage
+ * holds is replaced; one that a live flusherd serves is refused. */
+static int claim_region(const struct settings *s, const struct shm_geom *g, shm_region_t *reg)
+{
+	char err[SHM_ERR_LEN], name[96];
+	shm_region_name(s->instance, name, sizeof(name));
+	for (int tries = 0; tries < 5; tries++) {
+		int r = shm_open_region(s->instance, g, 1, reg, err);
+		if (r == -ESTALE) {
+			if (discard_region(s, err))
+				return MI_EXIT_STARTUP;
+			continue;
+		}
+		if (r < 0) {
+			log_error("%s", err);
+			return MI_EXIT_STARTUP;
+		}
+		struct shm_ctl *ctl = reg->ctl;
+		if (reg->created) {
+			log_info("shm %s: created for %u ring(s) of %llu bytes and %u devices", name, g->nrings,
+				 (unsigned long long)g->ring_bytes, g->ndevices);
+			return 0;
+		}
+		if (shm_stage_alive(ctl, STAGE_FLUSHERD) &&
+		    shm_load_acquire(&ctl->stage[STAGE_FLUSHERD].pid) != getpid()) {
+			char who[SHM_ERR_LEN];
+			shm_live_holders(ctl, who, sizeof(who));
+			log_error("shm %s: instance '%s' is in use by another pipeline (%s, serving data dir %s); "
+				  "stop it first, or give this one another [instance] name (INGEST_INSTANCE_NAME)",
+				  name, s->instance, who, ctl->data_dir);
+			shm_close_region(reg);
+			return MI_EXIT_STARTUP;
+		}
+		struct stat st;
+		if (shm_load_acquire(&ctl->ready) && stat(s->data_dir, &st) == 0 &&
+		    ((uint64_t)st.st_dev != ctl->data_dev || (uint64_t)st.st_ino != ctl->data_ino)) {
+			char why[SHM_ERR_LEN + 64];
+			snprintf(why, sizeof(why), "shm %s: it was made for data dir %.*s, not %s", name,
+				 (int)sizeof(ctl->data_dir), ctl->data_dir, s->data_dir);
+			shm_close_region(reg);
+			if (discard_region(s, why))
+				return MI_EXIT_STARTUP;
+			continue;
+		}
+		log_info("shm %s: attached (it survived the last flusherd: ring positions and device seqs "
+			 "carry on)", name);
+		return 0;
+	}
+	log_error("shm %s: made anew 5 times and still contended; is another pipeline starting with "
+		  "instance '%s'?", name, s->instance);
+	return MI_EXIT_STARTUP;
+}
+
 static int run(const struct settings *s)
 {
 	char wal_dir[512], err[SHM_ERR_LEN > RECOVER_ERR_LEN ? SHM_ERR_LEN : RECOVER_ERR_LEN];
@@ -209,22 +284,34 @@ static int run(const struct settings *s)
 	if (lock < 0) {
 		log_error("%s/LOCK: %s", wal_dir,
 			  lock == -EBUSY ? "another flusherd (or --repair) is using this log" : strerror(-lock));
-		return 1;
+		return MI_EXIT_STARTUP;
 	}
 	struct shm_geom g = { .nrings = (uint32_t)s->workers, .ndevices = (uint32_t)s->devices,
 			      .ring_bytes = s->ring_bytes };
-	if ((r = shm_open_region(s->instance, &g, 1, &reg, err)) < 0) {
-		log_error("%s", err);
-		goto out;
-	}
-	struct shm_ctl *ctl = reg.ctl;
-	shm_stage_start(ctl, STAGE_FLUSHERD);
 	uint64_t t0 = clock_mono_ns();
 	uint32_t max_rec = rec_size(MI_DEVID_MAX, (uint32_t)s->max_frame);
-	if ((r = recover_run(s->data_dir, ctl, &rr, err)) < 0) {
+	ret = MI_EXIT_STARTUP;
+	for (int tries = 0;; tries++) {
+		if (claim_region(s, &g, &reg))
+			goto out;
+		shm_clear_ready(reg.ctl);
+		shm_stage_start(reg.ctl, STAGE_FLUSHERD);
+		r = recover_run(s->data_dir, reg.ctl, &rr, err);
+		if (r != -EXDEV || tries == 2)
+			break;
+		char why[SHM_ERR_LEN + RECOVER_ERR_LEN];
+		snprintf(why, sizeof(why), "shm %s: %s", reg.name, err);
+		shm_stage_stop(reg.ctl, STAGE_FLUSHERD);
+		shm_close_region(&reg);
+		if (discard_region(s, why))
+			goto out;
+	}
+	if (r < 0) {
 		log_error("recovery: %s", err);
 		goto out;
 	}
+	ret = 1;
+	struct shm_ctl *ctl = reg.ctl;
 	if (rr.new_log)
 		wal_make_spare(wal_dir, s->segment_bytes);   /* so the first segment is preallocated too */
 	r = wal_open(&wal, wal_dir, rr.log_id, s->segment_bytes, rr.seg_first, rr.end_lsn, rr.new_log);
@@ -244,7 +331,6 @@ static int run(const struct settings *s)
 	shm_store_relaxed(&ctr[FC_RECOVERY_NS], rec_ns);
 	shm_store_relaxed(&ctr[FC_DURABLE_LSN], rr.end_lsn);
 	shm_store_release(&ctl->durable_lsn, rr.end_lsn);
-	shm_store_release(&ctl->log_id, rr.log_id);
 	if (rr.damaged_seg[0])
 		log_warn("%s/%s: damaged record at offset %llu, skipped (with the rest of that segment) while "
 			 "rebuilding device seqs; their seqs may be low; run flusherd --replay",
@@ -255,7 +341,10 @@ static int run(const struct settings *s)
 		log_error("checkpoint thread: %s", strerror(r));
 		goto out;
 	}
-	shm_store_release(&ctl->ready, 1);
+	if ((r = shm_set_ready(ctl, s->data_dir, rr.log_id)) < 0) {
+		log_error("data dir %s: %s", s->data_dir, strerror(-r));
+		goto out_ckpt;
+	}
 	futex_seq_signal(&ctl->durable);
 	log_info("recovered %s in %.1f ms: log ends at LSN %llu, %llu records after the checkpoint, "
 		 "%llu bytes cut from the tail, %s%u devices; rings resume at %llu",
@@ -326,10 +415,14 @@ out_ckpt:
 		log_info("stopped: log durable up to LSN %llu", (unsigned long long)wal.synced_lsn);
 	}
 out:
-	if (reg.ctl)
+	if (reg.ctl) {
+		shm_clear_ready(reg.ctl);
 		shm_stage_stop(reg.ctl, STAGE_FLUSHERD);
+	}
 	commit_free(&c);
 	wal_close(&wal);
+	if (ret == 0 && shm_release(&reg, err) >= 0 && err[0])
+		log_info("%s", err);
 	shm_close_region(&reg);
 	if (lock >= 0)
 		close(lock);
@@ -364,6 +457,7 @@ int main(int argc, char **argv)
 	char err[CFG_ERR_LEN];
 	if (settings_load(config, &s, &cfg, 1, err) < 0) {
 		fprintf(stderr, "flusherd: %s\n", err);
+		log_status("%s", err);
 		return 2;
 	}
 	cfg_close(cfg);

@@ -318,13 +318,16 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 	res.end_lsn = cut;
 
 devices:
+	/* pass 1 judged MARKs by this region's shm_id, which no MARK of this
+	 * log carries when the region served another log: the same verdicts as
+	 * on a fresh region, so the caller may discard the region and run
+	 * recovery again */
 	if (!fresh_shm && ctl->log_id && ctl->log_id != res.log_id) {
 		snprintf(err, RECOVER_ERR_LEN,
-			 "the shm region holds the rings and device seqs of another log (log id %016llx, this "
-			 "one %016llx: a different or emptied data directory); stop every stage and remove it "
-			 "(/dev/shm/module-ingest.<instance>)",
+			 "it holds the rings and device seqs of another log (log id %016llx, this one %016llx: "
+			 "a different or emptied data directory)",
 			 (unsigned long long)ctl->log_id, (unsigned long long)res.log_id);
-		r = -EPROTO;
+		r = -EXDEV;
 		goto out;
 	}
 	int scan_all = 0;

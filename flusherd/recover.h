@@ -36,6 +36,9 @@ struct recover_result {
 
 #define RECOVER_ERR_LEN 512
 
+/* Returns 0, -EXDEV when ctl holds another log's state (err says which:
+ * nothing was changed that a fresh region's recovery would not change), or
+ * another -errno with err. */
 int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result *ret,
 		char err[RECOVER_ERR_LEN]);
 #endif

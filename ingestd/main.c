@@ -28,6 +28,11 @@ static void on_signal(int sig)
 		ingestd_stop = 1;
 }
 
+static void log_waiting(const char *why)
+{
+	log_info("%s before listening", why);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -96,6 +101,7 @@ int main(int argc, char **argv)
 	char err[CFG_ERR_LEN > SHM_ERR_LEN ? CFG_ERR_LEN : SHM_ERR_LEN];
 	if (settings_load(config, &s, &cfg, 1, err) < 0) {
 		fprintf(stderr, "ingestd: %s\n", err);
+		log_status("%s", err);
 		return 2;
 	}
 	cfg_close(cfg);
@@ -108,6 +114,7 @@ int main(int argc, char **argv)
 		}
 		if (auth_load(&s, &keys, kerr, sizeof(kerr)) < 0) {
 			fprintf(stderr, "ingestd: [auth] keys_file: %s\n", kerr);
+			log_status("[auth] keys_file: %s", kerr);
 			return 2;
 		}
 	}
@@ -125,25 +132,17 @@ int main(int argc, char **argv)
 
 	shm_region_t reg;
 	struct shm_geom g = { .nrings = (uint32_t)s.workers, .ndevices = (uint32_t)s.devices, .ring_bytes = s.ring_bytes };
-	if (shm_open_region(s.instance, &g, 1, &reg, err) < 0) {
-		log_error("%s", err);
-		return 1;
-	}
-	struct shm_ctl *ctl = reg.ctl;
-	/* WELCOME tells a device its last durable seq: wrong until flusherd has
-	 * rebuilt the device table from the log, so no HELLO is answered before */
-	int said = 0;
-	while (!shm_load_acquire(&ctl->ready) && !ingestd_stop) {
-		if (!said++)
-			log_info("waiting for flusherd to recover the log before listening");
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
-	}
-	if (ingestd_stop) {
-		shm_close_region(&reg);
+	r = shm_attach_stage(s.instance, &g, s.data_dir, &ingestd_stop, log_waiting, &reg, err);
+	if (r == -EINTR) {
 		keys_free(keys);
 		return 0;
 	}
+	if (r < 0) {
+		log_error("%s", err);
+		keys_free(keys);
+		return MI_EXIT_STARTUP;
+	}
+	struct shm_ctl *ctl = reg.ctl;
 	shm_stage_start(ctl, STAGE_INGESTD);
 	reconcile(ctl, 0);
 	struct worker w;
@@ -158,6 +157,8 @@ int main(int argc, char **argv)
 	w.ring_id = 0;
 	r = worker_run(&w);
 	shm_stage_stop(ctl, STAGE_INGESTD);
+	if (r == 0 && shm_release(&reg, err) >= 0 && err[0])
+		log_info("%s", err);
 	shm_close_region(&reg);
 	keys_free(w.keys);   /* a reload may have replaced it */
 	return r;

@@ -406,7 +406,7 @@ int worker_run(struct worker *w)
 	w->published = w->ring.head;
 	if ((r = setup(w)) < 0) {
 		teardown(w);
-		return 1;
+		return MI_EXIT_STARTUP;   /* listening failed: restarting cannot help */
 	}
 	log_info("listening on %s, UDP %s (ring %u, %llu bytes; max_frame %llu; ndjson %s)", w->s->listen,
 		 w->udp_fd < 0 ? "off" : (w->s->udp_listen[0] ? w->s->udp_listen : w->s->listen), w->ring_id,

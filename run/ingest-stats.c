@@ -33,11 +33,6 @@ static void usage(FILE *f)
 		"Exit status: 0, or 1 when the region does not exist.\n");
 }
 
-static int alive(int32_t pid)
-{
-	return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}
-
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -76,18 +71,19 @@ int main(int argc, char **argv)
 	struct shm_ctl *ctl = reg.ctl;
 	uint64_t now = clock_real_ns();
 	uint64_t durable = shm_load_acquire(&ctl->durable_lsn);
+	/* served: a live flusherd has recovered the log into the region */
+	unsigned ready = shm_pid_alive(shm_load_acquire(&ctl->ready_pid), ctl->ready_start);
 	if (json) {
 		printf("{\"instance\":\"%s\",\"shm_id\":\"%016llx\",\"ready\":%u,\"durable_lsn\":%llu,\"stages\":{",
-		       instance, (unsigned long long)ctl->shm_id, shm_load_acquire(&ctl->ready),
-		       (unsigned long long)durable);
+		       instance, (unsigned long long)ctl->shm_id, ready, (unsigned long long)durable);
 	} else {
 		printf("instance %s  shm %s  durable LSN %llu  %s\n", instance, reg.name, (unsigned long long)durable,
-		       shm_load_acquire(&ctl->ready) ? "ready" : "recovering");
+		       ready ? "ready" : "recovering");
 	}
 	for (int st = 0; st < STAGE_MAX; st++) {
 		struct shm_stage *sg = &ctl->stage[st];
 		int32_t pid = shm_load_acquire(&sg->pid);
-		int up = alive(pid);
+		int up = shm_stage_alive(ctl, (enum shm_stage_id)st);
 		double hb = sg->heartbeat_ns ? (double)(now - sg->heartbeat_ns) / 1e9 : -1;
 		if (json) {
 			printf("%s\"%s\":{\"pid\":%d,\"up\":%s,\"restarts\":%u,\"heartbeat_age_s\":%.3f,\"counters\":{",

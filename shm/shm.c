@@ -3,10 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <limits.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,22 +64,21 @@ static int check_region(const struct shm_ctl *ctl, size_t size, const struct shm
 			char err[SHM_ERR_LEN])
 {
 	if (ctl->layout_version != SHM_LAYOUT_VERSION) {
-		snprintf(err, SHM_ERR_LEN, "shm %s: layout version %u, this build speaks %u; stop every stage and remove /dev/shm%s",
-			 name, ctl->layout_version, SHM_LAYOUT_VERSION, name);
-		return -EPROTO;
+		snprintf(err, SHM_ERR_LEN, "shm %s: layout version %u, this build speaks %u", name,
+			 ctl->layout_version, SHM_LAYOUT_VERSION);
+		return -ESTALE;
 	}
 	if (ctl->size != size) {
 		snprintf(err, SHM_ERR_LEN, "shm %s: size %llu does not match its header (%llu)", name,
 			 (unsigned long long)size, (unsigned long long)ctl->size);
-		return -EPROTO;
+		return -ESTALE;
 	}
 	if (g && (ctl->nrings != g->nrings || ctl->ring_bytes != g->ring_bytes || ctl->ndevices != g->ndevices)) {
 		snprintf(err, SHM_ERR_LEN,
-			 "shm %s: made for %u ring(s) of %llu bytes and %u devices, config says %u of %llu and %u; "
-			 "stop every stage and remove /dev/shm%s to change it",
+			 "shm %s: made for %u ring(s) of %llu bytes and %u devices, config says %u of %llu and %u",
 			 name, ctl->nrings, (unsigned long long)ctl->ring_bytes, ctl->ndevices, g->nrings,
-			 (unsigned long long)g->ring_bytes, g->ndevices, name);
-		return -EPROTO;
+			 (unsigned long long)g->ring_bytes, g->ndevices);
+		return -ESTALE;
 	}
 	return 0;
 }
@@ -96,9 +98,22 @@ static int wait_magic(const struct shm_ctl *ctl, const char *name, char err[SHM_
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 	}
-	snprintf(err, SHM_ERR_LEN, "shm %s: never initialised (creator died?); stop every stage and remove /dev/shm%s",
-		 name, name);
-	return -EPROTO;
+	snprintf(err, SHM_ERR_LEN, "shm %s: never initialised (its creator died)", name);
+	return -ESTALE;
+}
+
+/* Waits (bounded) for a creator between shm_open and ftruncate. */
+static int wait_size(int fd, struct stat *st)
+{
+	for (int i = 0; i < 200; i++) {
+		if (fstat(fd, st) < 0)
+			return -errno;
+		if (st->st_size != 0)
+			return 0;
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
+	return 0;
 }
 
 int shm_open_region(const char *instance, const struct shm_geom *g, int create, shm_region_t *ret,
@@ -115,6 +130,8 @@ int shm_open_region(const char *instance, const struct shm_geom *g, int create, 
 	}
 	shm_region_name(instance, name, sizeof(name));
 	layout(g, &ring_off, &stride, &dev_off, &size);
+again:
+	created = 0;
 	if (create) {
 		fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd >= 0) {
@@ -136,12 +153,29 @@ int shm_open_region(const char *instance, const struct shm_geom *g, int create, 
 		fd = shm_open(name, O_RDWR | O_CLOEXEC, 0600);
 		if (fd < 0) {
 			r = -errno;
+			if (r == -ENOENT && create)
+				goto again;   /* discarded between the two opens */
 			snprintf(err, SHM_ERR_LEN, "shm %s: open: %s", name, strerror(-r));
 			return r;
 		}
-		struct stat st;
+	}
+	/* the shared lock says "a stage holds this region" (shm_release,
+	 * shm_discard); a region unlinked before we got it is not the one the
+	 * name leads to any more */
+	struct stat st;
+	if (flock(fd, LOCK_SH) < 0 || fstat(fd, &st) < 0) {
+		r = -errno;
+		snprintf(err, SHM_ERR_LEN, "shm %s: lock: %s", name, strerror(-r));
+		goto fail;
+	}
+	if (st.st_nlink == 0) {
+		close(fd);
+		fd = -1;
+		goto again;
+	}
+	if (!created) {
 		/* a region someone else made could be read and written by them */
-		if (fstat(fd, &st) == 0 && ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & 077))) {
+		if ((st.st_uid != geteuid() && st.st_uid != 0) || (st.st_mode & 077)) {
 			snprintf(err, SHM_ERR_LEN,
 				 "shm %s: owned by uid %u with mode %04o; it must belong to this user (uid %u) or "
 				 "root with mode 0600: remove /dev/shm%s if it is not the pipeline's",
@@ -149,20 +183,15 @@ int shm_open_region(const char *instance, const struct shm_geom *g, int create, 
 			r = -EPERM;
 			goto fail;
 		}
-		if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != size) {
-			/* the creator may be between shm_open and ftruncate */
-			for (int i = 0; i < 200 && fstat(fd, &st) == 0 && st.st_size == 0; i++) {
-				struct timespec ts = { 0, 10 * 1000 * 1000 };
-				nanosleep(&ts, NULL);
-			}
-			if ((uint64_t)st.st_size != size) {
-				snprintf(err, SHM_ERR_LEN,
-					 "shm %s: %lld bytes, config needs %llu (different rings/devices?); "
-					 "stop every stage and remove /dev/shm%s to change it",
-					 name, (long long)st.st_size, (unsigned long long)size, name);
-				r = -EPROTO;
-				goto fail;
-			}
+		if ((r = wait_size(fd, &st)) < 0) {
+			snprintf(err, SHM_ERR_LEN, "shm %s: fstat: %s", name, strerror(-r));
+			goto fail;
+		}
+		if ((uint64_t)st.st_size != size) {
+			snprintf(err, SHM_ERR_LEN, "shm %s: %lld bytes, config needs %llu (other rings, ring_bytes or "
+				 "devices, or another build)", name, (long long)st.st_size, (unsigned long long)size);
+			r = -ESTALE;
+			goto fail;
 		}
 	}
 	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -172,8 +201,6 @@ int shm_open_region(const char *instance, const struct shm_geom *g, int create, 
 			 strerror(-r));
 		goto fail;
 	}
-	close(fd);
-	fd = -1;
 	struct shm_ctl *ctl = p;
 	if (created) {
 		init_region(ctl, g, size);
@@ -184,6 +211,7 @@ int shm_open_region(const char *instance, const struct shm_geom *g, int create, 
 	ret->ctl = ctl;
 	ret->size = size;
 	ret->created = created;
+	ret->fd = fd;
 	snprintf(ret->name, sizeof(ret->name), "%s", name);
 	return 0;
 fail:
@@ -227,16 +255,22 @@ int shm_attach_ro(const char *instance, shm_region_t *ret, char err[SHM_ERR_LEN]
 	ret->ctl = ctl;
 	ret->size = (size_t)st.st_size;
 	ret->created = 0;
+	ret->fd = -1;
 	snprintf(ret->name, sizeof(ret->name), "%s", name);
 	return 0;
 }
 
 void shm_close_region(shm_region_t *r)
 {
-	if (r && r->ctl) {
+	if (!r)
+		return;
+	if (r->ctl) {
 		munmap(r->ctl, r->size);
 		r->ctl = NULL;
 	}
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
 }
 
 int shm_unlink_instance(const char *instance)
@@ -251,6 +285,7 @@ void shm_stage_start(struct shm_ctl *ctl, enum shm_stage_id s)
 	struct shm_stage *st = &ctl->stage[s];
 	if (st->started_ns)
 		shm_store_relaxed(&st->restarts, st->restarts + 1);
+	shm_store_relaxed(&st->pid_start, shm_pid_start(getpid()));
 	shm_store_relaxed(&st->started_ns, clock_real_ns());
 	shm_store_relaxed(&st->heartbeat_ns, clock_real_ns());
 	shm_store_release(&st->pid, (int32_t)getpid());
@@ -264,6 +299,272 @@ void shm_stage_heartbeat(struct shm_ctl *ctl, enum shm_stage_id s)
 void shm_stage_stop(struct shm_ctl *ctl, enum shm_stage_id s)
 {
 	shm_store_release(&ctl->stage[s].pid, 0);
+}
+
+/* /proc/PID/stat: the state (field 3) and the start time (field 22); the
+ * command name before them may hold spaces and parentheses, so fields are
+ * counted from the last ')'. */
+static int pid_stat(int32_t pid, char *state, uint64_t *start)
+{
+	char path[64], buf[1024];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = 0;
+	char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return -EIO;
+	p += 2;
+	*state = *p;
+	for (int field = 3; field < 22; field++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return -EIO;
+		p++;
+	}
+	*start = strtoull(p, NULL, 10);
+	return 0;
+}
+
+uint64_t shm_pid_start(int32_t pid)
+{
+	char state;
+	uint64_t start;
+	return pid_stat(pid, &state, &start) == 0 ? start : 0;
+}
+
+int shm_pid_alive(int32_t pid, uint64_t start)
+{
+	char state;
+	uint64_t st;
+	if (pid <= 0 || pid_stat(pid, &state, &st) < 0)
+		return 0;
+	if (state == 'Z' || state == 'X')
+		return 0;
+	return !start || st == start;
+}
+
+int shm_stage_alive(const struct shm_ctl *ctl, enum shm_stage_id s)
+{
+	int32_t pid = shm_load_acquire(&ctl->stage[s].pid);
+	return shm_pid_alive(pid, shm_load_relaxed(&ctl->stage[s].pid_start));
+}
+
+int shm_live_holders(const struct shm_ctl *ctl, char *buf, size_t len)
+{
+	int n = 0;
+	size_t used = 0;
+	if (len)
+		buf[0] = 0;
+	for (int s = 0; s < STAGE_MAX; s++) {
+		int32_t pid = shm_load_acquire(&ctl->stage[s].pid);
+		if (pid == getpid() || !shm_stage_alive(ctl, (enum shm_stage_id)s))
+			continue;
+		if (used < len) {
+			int w = snprintf(buf + used, len - used, "%s%s %d", n ? ", " : "",
+					 shm_stage_name((enum shm_stage_id)s), (int)pid);
+			used += w > 0 ? (size_t)w : 0;
+		}
+		n++;
+	}
+	return n;
+}
+
+int shm_discard(const char *instance, char holders[SHM_ERR_LEN])
+{
+	char name[96];
+	struct stat st;
+	shm_region_name(instance, name, sizeof(name));
+	holders[0] = 0;
+	int fd = shm_open(name, O_RDWR | O_CLOEXEC, 0);
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return 0;
+		int r = -errno;
+		snprintf(holders, SHM_ERR_LEN, "shm %s: open: %s", name, strerror(-r));
+		return r;
+	}
+	/* nobody holds it at all: nothing to ask */
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		goto unlink;
+	/* held: by live stages of some pipeline (refuse), or only by stages
+	 * of this build waiting for a flusherd to serve it (they re-attach) */
+	if (fstat(fd, &st) == 0 && (size_t)st.st_size >= sizeof(struct shm_ctl)) {
+		const struct shm_ctl *ctl = mmap(NULL, sizeof(*ctl), PROT_READ, MAP_SHARED, fd, 0);
+		if (ctl != MAP_FAILED) {
+			int ok = shm_load_acquire(&ctl->magic) == SHM_MAGIC &&
+				 ctl->layout_version == SHM_LAYOUT_VERSION;
+			char who[160];
+			int n = ok ? shm_live_holders(ctl, who, sizeof(who)) : -1;
+			if (n > 0)
+				snprintf(holders, SHM_ERR_LEN, "%s, serving data dir %.*s", who,
+					 (int)sizeof(ctl->data_dir), ctl->data_dir[0] ? ctl->data_dir : "(unknown)");
+			else if (n < 0)
+				snprintf(holders, SHM_ERR_LEN, "processes of another build (layout version %u)",
+					 ctl->layout_version);
+			munmap((void *)ctl, sizeof(*ctl));
+			if (n != 0) {
+				close(fd);
+				return -EBUSY;
+			}
+		}
+	}
+unlink:
+	/* the name may lead to a newer region by now: unlink only ours */
+	if (fstat(fd, &st) == 0 && st.st_nlink > 0)
+		shm_unlink(name);
+	close(fd);
+	return 0;
+}
+
+int shm_region_unlinked(const shm_region_t *r)
+{
+	struct stat st;
+	return r->fd >= 0 && fstat(r->fd, &st) == 0 && st.st_nlink == 0;
+}
+
+int shm_release(shm_region_t *r, char msg[SHM_ERR_LEN])
+{
+	int removed = 0;
+	msg[0] = 0;
+	if (!r->ctl || r->fd < 0)
+		goto out;
+	/* another holder keeps it (converting our shared lock may drop it:
+	 * we are closing anyway) */
+	if (flock(r->fd, LOCK_EX | LOCK_NB) < 0)
+		goto out;
+	struct shm_ctl *ctl = r->ctl;
+	char who[8];
+	if (shm_live_holders(ctl, who, sizeof(who)) > 0)
+		goto out;
+	uint64_t left = 0;
+	for (uint32_t i = 0; i < ctl->nrings; i++) {
+		struct ring_hdr *h = shm_ring_hdr(ctl, i);
+		left += shm_load_acquire(&h->head) - shm_load_acquire(&h->released);
+	}
+	if (left) {
+		snprintf(msg, SHM_ERR_LEN, "shm %s: kept: its rings hold %llu bytes the log does not have yet "
+			 "(the next flusherd writes them)", r->name, (unsigned long long)left);
+		goto out;
+	}
+	struct stat st;
+	if (fstat(r->fd, &st) == 0 && st.st_nlink > 0 && shm_unlink(r->name) == 0) {
+		removed = 1;
+		snprintf(msg, SHM_ERR_LEN, "shm %s: removed (the last stage out)", r->name);
+	}
+out:
+	shm_close_region(r);
+	return removed;
+}
+
+int shm_set_ready(struct shm_ctl *ctl, const char *data_dir, uint64_t log_id)
+{
+	struct stat st;
+	if (stat(data_dir, &st) < 0)
+		return -errno;
+	char real[PATH_MAX];
+	const char *shown = realpath(data_dir, real) ? real : data_dir;
+	shm_store_relaxed(&ctl->data_dev, (uint64_t)st.st_dev);
+	shm_store_relaxed(&ctl->data_ino, (uint64_t)st.st_ino);
+	snprintf(ctl->data_dir, sizeof(ctl->data_dir), "%s", shown);
+	shm_store_relaxed(&ctl->log_id, log_id);
+	shm_store_relaxed(&ctl->ready_start, shm_pid_start(getpid()));
+	shm_store_release(&ctl->ready, 1);
+	shm_store_release(&ctl->ready_pid, (int32_t)getpid());
+	return 0;
+}
+
+void shm_clear_ready(struct shm_ctl *ctl)
+{
+	shm_store_release(&ctl->ready_pid, 0);
+}
+
+/* The flusherd serving ctl, if it is alive: its pid, else 0. */
+static int32_t serving_flusherd(const struct shm_ctl *ctl)
+{
+	int32_t pid = shm_load_acquire(&ctl->ready_pid);
+	return pid && shm_pid_alive(pid, shm_load_relaxed(&ctl->ready_start)) ? pid : 0;
+}
+
+static void nap_10ms(void)
+{
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+}
+
+int shm_attach_stage(const char *instance, const struct shm_geom *g, const char *data_dir,
+		     const volatile int *stop, void (*waiting)(const char *why), shm_region_t *ret,
+		     char err[SHM_ERR_LEN])
+{
+	const char *said = NULL;
+#define WAITING(why) do { if (said != (why)) { said = (why); if (waiting) waiting(why); } } while (0)
+	static const char W_NONE[] = "waiting for flusherd to create the shm region";
+	static const char W_STALE[] = "the shm region does not fit this config; waiting for flusherd to make it anew";
+	static const char W_RECOVER[] = "waiting for flusherd to recover the log";
+	for (;;) {
+		if (*stop)
+			return -EINTR;
+		shm_region_t reg = { .fd = -1 };
+		int r = shm_open_region(instance, g, 0, &reg, err);
+		if (r == -ENOENT) {
+			WAITING(W_NONE);
+			nap_10ms();
+			continue;
+		}
+		if (r == -ESTALE) {
+			/* a live flusherd serving it is another pipeline (or this
+			 * one before a config change): nothing to wait for */
+			shm_region_t ro = { .fd = -1 };
+			char why[SHM_ERR_LEN], e2[SHM_ERR_LEN];
+			snprintf(why, sizeof(why), "%s", err);
+			int32_t pid = 0;
+			if (shm_attach_ro(instance, &ro, e2) == 0) {
+				pid = serving_flusherd(ro.ctl);
+				shm_close_region(&ro);
+			}
+			if (pid) {
+				snprintf(err, SHM_ERR_LEN,
+					 "instance '%s' is in use by a pipeline of another configuration (flusherd "
+					 "pid %d): %s; stop it first, or give this pipeline another [instance] name "
+					 "(INGEST_INSTANCE_NAME)", instance, (int)pid, why);
+				return -EUSERS;
+			}
+			WAITING(W_STALE);
+			nap_10ms();
+			continue;
+		}
+		if (r < 0)
+			return r;
+		for (;;) {
+			int32_t pid = serving_flusherd(reg.ctl);
+			if (pid) {
+				struct stat st;
+				if (stat(data_dir, &st) == 0 && (uint64_t)st.st_dev == reg.ctl->data_dev &&
+				    (uint64_t)st.st_ino == reg.ctl->data_ino) {
+					*ret = reg;
+					return 0;
+				}
+				snprintf(err, SHM_ERR_LEN,
+					 "instance '%s' is in use by another pipeline: flusherd pid %d serves data "
+					 "dir %.*s, this config's is %s; give this pipeline another [instance] name "
+					 "(INGEST_INSTANCE_NAME)", instance, (int)pid, (int)sizeof(reg.ctl->data_dir),
+					 reg.ctl->data_dir, data_dir);
+				shm_close_region(&reg);
+				return -EUSERS;
+			}
+			if (*stop || shm_region_unlinked(&reg))
+				break;
+			WAITING(W_RECOVER);
+			nap_10ms();
+		}
+		shm_close_region(&reg);
+	}
+#undef WAITING
 }
 
 const char *shm_stage_name(enum shm_stage_id s)

@@ -6,10 +6,20 @@
  *   ring_off(i)    struct ring_hdr    + ring_bytes of data, one per worker
  *   dev_off        struct shm_dev[devices]  the device table
  *
- * The region is created mode 0600 by whichever stage starts first; the
- * creator fills it and stores the magic last, so an attacher that sees the
- * magic sees a whole region.  Attachers check magic, layout version and
- * geometry (rings, ring size, device slots) and refuse a mismatch by name.
+ * Lifecycle.  flusherd alone creates the region (mode 0600) and, when it
+ * does not fit (layout, geometry, another log or data directory) and no live
+ * stage holds it, discards it and makes it anew: the log is the authority
+ * for everything acknowledged, so nothing acked is lost by that.  The
+ * creator fills the region and stores the magic last, so an attacher that
+ * sees the magic sees a whole region.  ingestd and sinkd only attach
+ * (shm_attach_stage): they wait until a live flusherd has recovered their
+ * own data directory into the region (ready_pid), and re-attach when the
+ * one they hold was discarded.  Every read-write holder keeps a shared
+ * flock(2) on the region's file; a stage stopping cleanly that finds itself
+ * the last holder, with nothing left in the rings, removes the region
+ * (shm_release), so a clean stop leaves nothing a later start trips on.
+ * A stage is named by its pid and its start time (/proc/PID/stat field 22),
+ * so a reused pid never passes for a live stage.
  * Fields written by different processes sit on different cache lines.
  */
 #ifndef MI_SHM_H
@@ -20,7 +30,7 @@
 #include "shm/futex.h"
 
 #define SHM_MAGIC 0x4853494du   /* "MISH" */
-#define SHM_LAYOUT_VERSION 3
+#define SHM_LAYOUT_VERSION 4
 #define SHM_MAX_RINGS 16
 #define SHM_MAX_SINKS 8
 #define SHM_CTR_MAX 64
@@ -56,6 +66,7 @@ _Static_assert(IC_MAX <= SHM_CTR_MAX && FC_MAX <= SHM_CTR_MAX && SC_MAX <= SHM_C
 struct shm_stage {
 	_Alignas(128) int32_t pid;      /* 0: not running (or never ran) */
 	uint32_t restarts;              /* starts after the first, counted by the stage */
+	uint64_t pid_start;             /* the pid's start time in clock ticks (/proc) */
 	uint64_t started_ns;            /* CLOCK_REALTIME */
 	uint64_t heartbeat_ns;          /* CLOCK_REALTIME, bumped by the stage's loop */
 	uint64_t ctr[SHM_CTR_MAX];      /* written only by this stage */
@@ -86,12 +97,22 @@ struct shm_ctl {
 	uint64_t dev_off;
 	uint64_t created_ns;
 
-	/* set by flusherd once recovery has rebuilt the device table; ingestd
-	 * answers no HELLO before it */
+	/* set by flusherd once recovery has rebuilt the device table (the
+	 * region has been recovered at least once); never cleared */
 	_Alignas(128) uint32_t ready;
+	/* the flusherd (pid, start time) that recovered the log into this
+	 * region and still serves it; 0 while none does.  ingestd and sinkd
+	 * attach only while it is alive: WELCOME tells a device its last
+	 * durable seq, wrong until recovery has rebuilt the device table.
+	 * Written by flusherd: ready_start, the data dir identity and log_id
+	 * first, then ready_pid with release. */
+	int32_t ready_pid;
+	uint64_t ready_start;
 	/* the log (data directory) whose rings and device seqs this region
 	 * holds, set by flusherd: a region is never paired with another log */
 	uint64_t log_id;
+	uint64_t data_dev, data_ino;    /* stat(2) of the data directory */
+	char data_dir[256];             /* its path, for messages */
 
 	struct shm_stage stage[STAGE_MAX];
 	struct shm_sink sink[SHM_MAX_SINKS];
@@ -108,6 +129,7 @@ typedef struct shm_region {
 	struct shm_ctl *ctl;
 	size_t size;
 	int created;                    /* this process created (and initialised) it */
+	int fd;                         /* holds the shared flock; -1 read-only */
 	char name[96];
 } shm_region_t;
 
@@ -119,20 +141,67 @@ struct shm_geom {
 
 #define SHM_ERR_LEN 256
 
-/* Creates the region if missing (create != 0), else attaches.  err names
- * the region and the reason.  Returns 0 or -errno. */
+/* Creates the region if missing (create != 0), else attaches, and takes a
+ * shared flock on it.  err names the region and the reason.  Returns 0,
+ * -ENOENT (no region, create == 0), -ESTALE (a region of another layout or
+ * geometry: shm_discard() may replace it) or another -errno. */
 int shm_open_region(const char *instance, const struct shm_geom *geom, int create,
 		    shm_region_t *ret, char err[SHM_ERR_LEN]);
-/* Attaches without knowing the geometry (stats command), read-only. */
+/* Attaches without knowing the geometry (stats command), read-only, no lock. */
 int shm_attach_ro(const char *instance, shm_region_t *ret, char err[SHM_ERR_LEN]);
 void shm_close_region(shm_region_t *r);
 int shm_unlink_instance(const char *instance);
 void shm_region_name(const char *instance, char *buf, size_t len);
 
+/* Whether the region's name no longer leads to the region r maps (it was
+ * discarded, or discarded and made anew). */
+int shm_region_unlinked(const shm_region_t *r);
+
+/* Removes the instance's region unless a live stage other than this process
+ * is registered in it.  Returns 0 (removed, or there was none), or -EBUSY
+ * with holders[] naming them ("flusherd 123, ingestd 456") and the data
+ * directory they serve; other -errno with err. */
+int shm_discard(const char *instance, char holders[SHM_ERR_LEN]);
+
+/* The live stages registered in ctl other than this process, as
+ * "flusherd 123, ingestd 456" (empty: none).  Returns how many. */
+int shm_live_holders(const struct shm_ctl *ctl, char *buf, size_t len);
+
+/* A clean stop: unmaps r and, when this process was its last holder and
+ * the rings hold nothing the log lacks, removes the region.  Returns 1
+ * removed or 0 kept; msg says which when it is worth a log line (removed,
+ * or kept for the records in its rings), else is empty. */
+int shm_release(shm_region_t *r, char msg[SHM_ERR_LEN]);
+
+/* ingestd and sinkd: waits until the instance's region exists, fits geom,
+ * and a live flusherd has recovered data_dir into it; re-attaches when the
+ * region is discarded meanwhile.  waiting(why) is called each time the
+ * reason for waiting changes (for one log line).  Returns 0, -EINTR when
+ * *stop became set, -EUSERS when a live flusherd of another data directory
+ * or geometry holds the instance (err says which, and how to run a second
+ * pipeline), or another -errno (err). */
+int shm_attach_stage(const char *instance, const struct shm_geom *geom, const char *data_dir,
+		     const volatile int *stop, void (*waiting)(const char *why), shm_region_t *ret,
+		     char err[SHM_ERR_LEN]);
+
+/* flusherd, once recovery is done: records the data directory and itself
+ * as the flusherd serving the region; ingestd and sinkd may attach. */
+int shm_set_ready(struct shm_ctl *ctl, const char *data_dir, uint64_t log_id);
+/* flusherd, stopping: no flusherd serves the region. */
+void shm_clear_ready(struct shm_ctl *ctl);
+
+/* Whether (pid, start) is a live process: not reused, not a zombie.
+ * start 0 checks the pid alone. */
+int shm_pid_alive(int32_t pid, uint64_t start);
+/* The start time of pid in clock ticks since boot, or 0. */
+uint64_t shm_pid_start(int32_t pid);
+
 /* Marks this process as the stage's live incarnation (pid, restart count). */
 void shm_stage_start(struct shm_ctl *ctl, enum shm_stage_id s);
 void shm_stage_heartbeat(struct shm_ctl *ctl, enum shm_stage_id s);
 void shm_stage_stop(struct shm_ctl *ctl, enum shm_stage_id s);
+/* Whether the stage's registered incarnation is a live process. */
+int shm_stage_alive(const struct shm_ctl *ctl, enum shm_stage_id s);
 
 struct ring_hdr;
 static inline struct ring_hdr *shm_ring_hdr(struct shm_ctl *ctl, uint32_t i)

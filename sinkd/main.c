@@ -46,6 +46,11 @@ struct sink_run {
 	int started;
 };
 
+static void log_waiting(const char *why)
+{
+	log_info("%s", why);
+}
+
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -326,6 +331,7 @@ int main(int argc, char **argv)
 	char err[CFG_ERR_LEN > SHM_ERR_LEN ? CFG_ERR_LEN : SHM_ERR_LEN];
 	if (settings_load(config, &s, &cfg, 0, err) < 0) {
 		fprintf(stderr, "sinkd: %s\n", err);
+		log_status("%s", err);
 		return 2;
 	}
 	struct sink_run runs[SHM_MAX_SINKS];
@@ -344,6 +350,7 @@ int main(int argc, char **argv)
 	}
 	if (cfg_check_unused(cfg, NULL, err) < 0) {
 		fprintf(stderr, "sinkd: %s\n", err);
+		log_status("%s", err);
 		goto out;
 	}
 	char list[sizeof(s.sinks)], *save = NULL;
@@ -383,18 +390,17 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	shm_region_t reg = { 0 };
+	shm_region_t reg = { .fd = -1 };
 	struct shm_geom g = { .nrings = (uint32_t)s.workers, .ndevices = (uint32_t)s.devices, .ring_bytes = s.ring_bytes };
-	if (shm_open_region(s.instance, &g, 1, &reg, err) < 0) {
-		log_error("%s", err);
+	int r = shm_attach_stage(s.instance, &g, s.data_dir, &stop_requested, log_waiting, &reg, err);
+	if (r == -EINTR) {
+		ret = 0;
 		goto out;
 	}
-	int said = 0;
-	while (!shm_load_acquire(&reg.ctl->ready) && !stop_requested) {
-		if (!said++)
-			log_info("waiting for flusherd to recover the log");
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
-		nanosleep(&ts, NULL);
+	if (r < 0) {
+		log_error("%s", err);
+		ret = MI_EXIT_STARTUP;
+		goto out;
 	}
 	shm_stage_start(reg.ctl, STAGE_SINKD);
 	char sinks_dir[512];
@@ -432,6 +438,8 @@ int main(int argc, char **argv)
 		log_info("stopped");
 out_shm:
 	shm_stage_stop(reg.ctl, STAGE_SINKD);
+	if (ret == 0 && shm_release(&reg, err) >= 0 && err[0])
+		log_info("%s", err);
 	shm_close_region(&reg);
 out:
 	for (unsigned i = 0; i < 16; i++)

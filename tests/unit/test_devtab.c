@@ -355,7 +355,7 @@ static void test_attach_with_other_geometry_is_refused(void **state)
 	shm_region_t r;
 	char err[SHM_ERR_LEN] = "";
 	struct shm_geom g = { .nrings = 1, .ndevices = 32, .ring_bytes = 4096 };
-	assert_int_equal(shm_open_region(f->inst, &g, 0, &r, err), -EPROTO);
+	assert_int_equal(shm_open_region(f->inst, &g, 0, &r, err), -ESTALE);
 	assert_non_null(strstr(err, f->inst));
 	g.ndevices = 16;
 	assert_int_equal(shm_open_region(f->inst, &g, 0, &r, err), 0);
