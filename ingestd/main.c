@@ -42,7 +42,7 @@ static void usage(FILE *f)
 		"  -h, --help         this text\n"
 		"\n"
 		"Config keys (INGEST_<SECTION>_<KEY> overrides any of them):\n");
-	cfg_print_help(settings_opts, settings_nopts);
+	cfg_print_help(f, settings_opts, settings_nopts);
 }
 
 /* A previous ingestd may have died after putting records in the ring but

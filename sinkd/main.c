@@ -62,10 +62,10 @@ static void usage(FILE *f)
 		"Sinks:\n");
 	for (const struct sink_desc *const *d = sink_registry; *d; d++) {
 		fprintf(f, "  %-10s %s\n", (*d)->name, (*d)->description);
-		cfg_print_help((*d)->opts, (*d)->nopts);
+		cfg_print_help(f, (*d)->opts, (*d)->nopts);
 	}
 	fprintf(f, "\nConfig keys (INGEST_<SECTION>_<KEY> overrides any of them):\n");
-	cfg_print_help(settings_opts, settings_nopts);
+	cfg_print_help(f, settings_opts, settings_nopts);
 }
 
 /* Makes the sink durable up to the cursor, then records (cursor, blob).
