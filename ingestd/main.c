@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "common/cli.h"
 #include "common/fault.h"
 #include "common/keys.h"
 #include "common/log.h"
@@ -80,11 +81,14 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL;
 	int o;
-	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default:
+			cli_bad_option("ingestd", o, argv);
+			usage(stderr);
+			return CLI_EX_USAGE;
 		}
 	}
 	if (optind < argc) {

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/cli.h"
 #include "common/clock.h"
 #include "common/fault.h"
 #include "common/log.h"
@@ -310,11 +311,14 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL;
 	int o, ret = 2;   /* config errors; 1 once running */
-	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default:
+			cli_bad_option("sinkd", o, argv);
+			usage(stderr);
+			return CLI_EX_USAGE;
 		}
 	}
 	if (optind < argc) {
