@@ -2,6 +2,7 @@
 #
 #   make            build everything into build/
 #   make test       deps, build, unit tests (plain + ASan/UBSan), fuzz smoke, integration
+#   make verify-units  check run/systemd/ (systemd-analyze verify where it exists)
 #   make run        deps, build, run the supervised pipeline on run/ingest.ini
 #   make bench      deps, build, start the pipeline and load it (bench/run)
 #   make deps       install missing Debian packages (root) or print the apt-get line
@@ -194,8 +195,15 @@ integration-asan:
 clang:
 	$(Q)$(MAKE) --no-print-directory CC=clang BUILD=build-clang all
 
+# the systemd units: systemd-analyze verify on copies whose ExecStart= points
+# at $(BUILD)/bin (verify wants the binaries to exist; skipped, saying so,
+# without systemd-analyze), and the order and names verify does not check
+verify-units: $(BUILD)/bin/ingestd $(BUILD)/bin/flusherd $(BUILD)/bin/sinkd
+	$(Q)run/systemd/verify $(abspath $(BUILD)/bin) $(abspath $(BUILD)/systemd)
+
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
+	$(Q)$(MAKE) --no-print-directory verify-units
 	$(Q)$(MAKE) --no-print-directory unit
 	$(Q)$(MAKE) --no-print-directory clang
 	$(Q)$(MAKE) --no-print-directory unit-asan
@@ -214,6 +222,6 @@ bench: deps
 clean:
 	rm -rf build build-asan build-clang build-fuzz tests/fuzz/corpus-run
 
-.PHONY: all deps unit unit-asan integration integration-asan clang test run bench clean fuzz
+.PHONY: all deps unit unit-asan integration integration-asan clang test run bench clean fuzz verify-units
 
 -include $(shell find $(BUILD) build-fuzz/obj -name '*.d' 2>/dev/null)

@@ -2,11 +2,13 @@
  * ACK latency: appends SIZE bytes and fdatasyncs, N times, in DIR. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/clock.h"
 
 static int cmp(const void *a, const void *b)
@@ -15,20 +17,41 @@ static int cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mi-fsync-probe DIR [COUNT [SIZE]]\n"
+		   "Appends SIZE bytes (default 4096) and fdatasyncs, COUNT times (default 2000),\n"
+		   "in a scratch file under DIR; prints fdatasync p50/p99/p99.9/max as JSON.\n"
+		   "Exit status: 0 measured, 1 the file could not be written, 2 bad usage.\n");
+}
+
 int main(int argc, char **argv)
 {
-	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-		fprintf(argc < 2 ? stderr : stdout,
-			"usage: mi-fsync-probe DIR [COUNT [SIZE]]\n"
-			"Appends SIZE bytes (default 4096) and fdatasyncs, COUNT times (default 2000),\n"
-			"in a scratch file under DIR; prints fdatasync p50/p99/p99.9/max as JSON.\n");
-		return argc < 2 ? 1 : 0;
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int o;
+	while ((o = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+		if (o == 'h') {
+			usage(stdout);
+			return 0;
+		}
+		cli_bad_option("mi-fsync-probe", o, argv);
+		usage(stderr);
+		return CLI_EX_USAGE;
+	}
+	argc -= optind - 1;   /* argv[1] is DIR from here on */
+	argv += optind - 1;
+	if (argc < 2 || argc > 4) {
+		usage(stderr);
+		return CLI_EX_USAGE;
 	}
 	int n = argc > 2 ? atoi(argv[2]) : 2000;
 	size_t size = argc > 3 ? (size_t)atol(argv[3]) : 4096;
 	if (n < 10 || size < 1 || size > (64u << 20)) {
 		fprintf(stderr, "mi-fsync-probe: COUNT must be >= 10 and SIZE 1..64M\n");
-		return 1;
+		return CLI_EX_USAGE;
 	}
 	char path[4096];
 	snprintf(path, sizeof(path), "%s/.fsync-probe.%d", argv[1], (int)getpid());

@@ -54,9 +54,13 @@
 #include <unistd.h>
 
 #include "client/mi_client.h"
+#include "common/cli.h"
 #include "common/frame.h"
 #include "common/keys.h"
 #include "common/pool.h"
+
+/* exit status; bad usage is CLI_EX_USAGE (2), as for every program */
+#define EX_CANNOT_RUN 1
 
 /* ---- latency histogram: log-linear, 128 sub-buckets per power of two ----
  * Values are ns.  Below 2^7 a bucket is 1 ns wide; above, a bucket spans
@@ -500,7 +504,7 @@ static int on_frame(struct conn *c, const struct mi_frame *f)
 			if (c->state != C_AUTH) {
 				fprintf(stderr, "mi-load: %s:%u: --keys-file given, but the server answered "
 					"HELLO with WELCOME, not CHALLENGE: it is in open mode\n", o.host, o.port);
-				exit(2);
+				exit(EX_CANNOT_RUN);
 			}
 			if (f->h.len < 4 + MI_PROOF_LEN)
 				break;
@@ -509,7 +513,7 @@ static int on_frame(struct conn *c, const struct mi_frame *f)
 				fprintf(stderr, "mi-load: %s:%u device %s: WELCOME carries a wrong server "
 					"proof: the server does not hold this device's key\n", o.host, o.port,
 					c->dev->id);
-				exit(2);
+				exit(EX_CANNOT_RUN);
 			}
 			keyed_hash(c, c->sess, "MI1-sess", 0);
 		}
@@ -517,7 +521,7 @@ static int on_frame(struct conn *c, const struct mi_frame *f)
 			fprintf(stderr, "mi-load: %s:%u: server's max frame %u is below --size %u%s\n",
 				o.host, o.port, mi_get32(f->payload), o.size,
 				auth_len ? " + 16 (MAC or seal tag)" : "");
-			exit(2);
+			exit(EX_CANNOT_RUN);
 		}
 		h_record(&hs_hist, now - c->hs_ns);
 		st.handshakes++;
@@ -531,7 +535,7 @@ static int on_frame(struct conn *c, const struct mi_frame *f)
 		if (!keys) {
 			fprintf(stderr, "mi-load: %s:%u: server wants keys-mode authentication: give "
 				"--keys-file\n", o.host, o.port);
-			exit(2);
+			exit(EX_CANNOT_RUN);
 		}
 		if (c->state != C_HELLO || f->h.len != MI_NONCE_LEN)
 			break;
@@ -561,7 +565,7 @@ static int on_frame(struct conn *c, const struct mi_frame *f)
 				fprintf(stderr, "mi-load: %s:%u device %s%u: authentication failed (NACK 5 "
 					"%s): is --keys-file the server's keys file, with the device enabled?\n",
 					o.host, o.port, o.prefix, c->idx, st.last_nack);
-				exit(2);
+				exit(EX_CANNOT_RUN);
 			}
 			conn_log(c, "HELLO refused: %u %s (%s)", code, mi_nack_name(code), st.last_nack);
 			return -1;
@@ -806,9 +810,9 @@ static const char usage[] =
 	"handshakes done and their latency (connect() to WELCOME); with\n"
 	"--handshakes, handshakes/s.  The CPU time mi-load itself used is reported\n"
 	"too (client and server share the machine when run on one box).\n"
-	"Exit status: 0 ran (even with errors), 1 bad usage, 2 cannot run (server\n"
-	"unreachable is not that: it shows as connection errors; a refused key,\n"
-	"a device missing from --keys-file or a server in the other mode is).\n";
+	"Exit status: 0 ran (even with errors), 1 cannot run (server unreachable\n"
+	"is not that: it shows as connection errors; a refused key, a device\n"
+	"missing from --keys-file or a server in the other mode is), 2 bad usage.\n";
 
 static int num(const char *s, double max, double *ret)
 {
@@ -837,7 +841,7 @@ static int parse(int argc, char **argv)
 	};
 	int opt;
 	double v;
-	while ((opt = getopt_long(argc, argv, "h:p:c:w:s:r:d:", lo, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h:p:c:w:s:r:d:", lo, NULL)) != -1) {
 		switch (opt) {
 		case 'h': o.host = optarg; break;
 		case 'P': o.prefix = optarg; break;
@@ -854,7 +858,7 @@ static int parse(int argc, char **argv)
 		case 's': if (num(optarg, MI_MAX_FRAME_CAP, &v) < 0) return -1; o.size = (uint32_t)v; break;
 		case 'r': if (num(optarg, 1e10, &v) < 0) return -1; o.rate = (uint64_t)v; break;
 		case 'd': if (num(optarg, 1e6, &v) < 0 || v <= 0) return -1; o.duration = v; break;
-		default: return -1;
+		default: cli_bad_option("mi-load", opt, argv); return -1;
 		}
 	}
 	if (optind < argc)
@@ -1061,10 +1065,10 @@ int main(int argc, char **argv)
 {
 	if (parse(argc, argv) < 0) {
 		fputs(usage, stderr);
-		return 1;
+		return CLI_EX_USAGE;
 	}
 	if (setup() < 0)
-		return 2;
+		return EX_CANNOT_RUN;
 	now = mono_ns();
 	real_now = wall_ns();
 	uint64_t t0 = now;
@@ -1085,7 +1089,7 @@ int main(int argc, char **argv)
 		int n = epoll_wait(ep, evs, 1024, timeout);
 		if (n < 0 && errno != EINTR) {
 			fprintf(stderr, "mi-load: epoll_wait: %s\n", strerror(errno));
-			return 2;
+			return EX_CANNOT_RUN;
 		}
 		now = mono_ns();
 		real_now = wall_ns();
@@ -1120,13 +1124,13 @@ int main(int argc, char **argv)
 			if (up < o.conns) {
 				fprintf(stderr, "mi-load: --premade: only %u of %u connections were welcomed "
 					"within 60 s\n", up, o.conns);
-				return 2;
+				return EX_CANNOT_RUN;
 			}
 			/* every session is open: make the frames (seconds, with the
 			 * MAC or the seal; the sessions wait idle), then start */
 			for (uint32_t i = 0; i < o.conns; i++)
 				if (make_frames(&conns[i]) < 0)
-					return 2;
+					return EX_CANNOT_RUN;
 			started = 1;
 			now = mono_ns();
 			real_now = wall_ns();

@@ -9,37 +9,54 @@
  * it to compare ingestd's CPU per good frame with and without the kernel
  * filter. */
 #include <arpa/inet.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/clock.h"
 #include "common/frame.h"
 
 #define BATCH 64
 #define DLEN 100
 
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: mi-udp-flood [-p PORT] [-d SECONDS] [-b BAD_SHARE] [-n DEVICES]\n"
+		   "\n"
+		   "Sends UDP DATA datagrams to 127.0.0.1:PORT (default 7400) for SECONDS\n"
+		   "(default 5), as fast as one core allows, from DEVICES devices (default 16,\n"
+		   "1..1000); BAD_SHARE of them (default 0.5, 0..1) malformed.  Prints one JSON\n"
+		   "line: sent, good, bad, per_s.  Exit status: 0 sent, 1 no socket, 2 bad usage.\n");
+}
+
 int main(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
 	int port = 7400, o, ndev = 16;
 	double secs = 5, bad_share = 0.5;
-	while ((o = getopt(argc, argv, "p:d:b:n:h")) != -1) {
+	while ((o = getopt_long(argc, argv, ":p:d:b:n:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'p': port = atoi(optarg); break;
 		case 'd': secs = atof(optarg); break;
 		case 'b': bad_share = atof(optarg); break;
 		case 'n': ndev = atoi(optarg); break;
+		case 'h': usage(stdout); return 0;
 		default:
-			fprintf(o == 'h' ? stdout : stderr,
-				"usage: mi-udp-flood -p PORT -d SECONDS -b BAD_SHARE [-n DEVICES]\n");
-			return o == 'h' ? 0 : 1;
+			cli_bad_option("mi-udp-flood", o, argv);
+			usage(stderr);
+			return CLI_EX_USAGE;
 		}
 	}
 	if (ndev < 1 || ndev > 1000 || bad_share < 0 || bad_share > 1) {
 		fprintf(stderr, "mi-udp-flood: -n 1..1000, -b 0..1\n");
-		return 1;
+		return CLI_EX_USAGE;
 	}
 	int fd = socket(AF_INET, SOCK_DGRAM, 0);
 	struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };

@@ -15,11 +15,12 @@
 #include <unistd.h>
 
 #include "client/mi_client.h"
+#include "common/cli.h"
 
 enum {
 	EX_ACKED = 0,
-	EX_USAGE = 1,
-	EX_CONN = 2,
+	EX_CONN = 1,
+	EX_USAGE = CLI_EX_USAGE,   /* 2, as for every program */
 	EX_NACKED = 3,
 	EX_INPUT = 4,
 };
@@ -62,9 +63,9 @@ static const char usage[] =
 	"\n"
 	"exit status:\n"
 	"  0  every frame acknowledged\n"
-	"  1  bad usage\n"
-	"  2  connection failure: server unreachable, handshake refused, or no\n"
+	"  1  connection failure: server unreachable, handshake refused, or no\n"
 	"     progress for --timeout seconds\n"
+	"  2  bad usage (unknown option, bad or missing argument)\n"
 	"  3  the server NACKed one or more frames (the others were acknowledged)\n"
 	"  4  bad input: read error or a line longer than the server's max frame\n";
 
@@ -270,7 +271,7 @@ int main(int argc, char **argv)
 	uint64_t v, count = 0, size = 100, timeout = 60;
 	int have_count = 0, opt;
 	static uint8_t key[32], fpr[32];
-	while ((opt = getopt_long(argc, argv, "h:p:d:t:q", lopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":h:p:d:t:q", lopts, NULL)) != -1) {
 		switch (opt) {
 		case 'h': o.host = optarg; break;
 		case 'p':
@@ -326,7 +327,8 @@ int main(int argc, char **argv)
 		case 'E': o.seal = 1; break;
 		case 'H': fputs(usage, stdout); return EX_ACKED;
 		default:
-			fputs("mi-send: see --help\n", stderr);
+			cli_bad_option("mi-send", opt, argv);
+			fputs(usage, stderr);
 			return EX_USAGE;
 		}
 	}

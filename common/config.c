@@ -348,14 +348,14 @@ int cfg_sections(const cfg_t *c, const char ***ret_names)
 	return m->nsec;
 }
 
-void cfg_print_help(const struct cfg_opt *opts, size_t n)
+void cfg_print_help(FILE *f, const struct cfg_opt *opts, size_t n)
 {
 	const char *sec = "";
 	for (size_t i = 0; i < n; i++) {
 		if (strcmp(sec, opts[i].section)) {
 			sec = opts[i].section;
-			printf("  [%s]\n", sec);
+			fprintf(f, "  [%s]\n", sec);
 		}
-		printf("    %-18s %-14s %s\n", opts[i].key, opts[i].def, opts[i].desc);
+		fprintf(f, "    %-18s %-14s %s\n", opts[i].key, opts[i].def, opts[i].desc);
 	}
 }

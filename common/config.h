@@ -11,6 +11,7 @@
 #define MI_CONFIG_H
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 enum cfg_type {
 	CFG_STR,    /* char[size] */
@@ -53,6 +54,7 @@ int cfg_sections(const cfg_t *c, const char ***ret_names);
  * the section is absent) or -ENOMEM; the arrays are malloc'd (free them),
  * the strings valid until cfg_close. */
 int cfg_section_pairs(cfg_t *c, const char *section, const char ***keys, const char ***vals);
-/* Prints the table as documentation (key, default, description). */
-void cfg_print_help(const struct cfg_opt *opts, size_t n);
+/* Prints the table as documentation (key, default, description) on f, so a
+ * usage printed on stderr for a bad command line keeps stdout empty. */
+void cfg_print_help(FILE *f, const struct cfg_opt *opts, size_t n);
 #endif

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/cli.h"
 #include "common/clock.h"
 #include "common/fault.h"
 #include "common/log.h"
@@ -56,7 +57,7 @@ static void usage(FILE *f)
 		"  -h, --help         this text\n"
 		"\n"
 		"Config keys (INGEST_<SECTION>_<KEY> overrides any of them):\n");
-	cfg_print_help(settings_opts, settings_nopts);
+	cfg_print_help(f, settings_opts, settings_nopts);
 }
 
 static int mkdir_p(const char *path)
@@ -438,14 +439,17 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL;
 	int replay = 0, dump = 0, repair = 0, o;
-	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
 		case 'R': replay = 1; break;
 		case 'D': dump = 1; break;
 		case 'P': repair = 1; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default:
+			cli_bad_option("flusherd", o, argv);
+			usage(stderr);
+			return CLI_EX_USAGE;
 		}
 	}
 	if (optind < argc || ((dump || repair) && !replay)) {

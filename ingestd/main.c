@@ -10,6 +10,7 @@
 
 #include <sodium.h>
 
+#include "common/cli.h"
 #include "common/fault.h"
 #include "common/keys.h"
 #include "common/log.h"
@@ -47,7 +48,7 @@ static void usage(FILE *f)
 		"  -h, --help         this text\n"
 		"\n"
 		"Config keys (INGEST_<SECTION>_<KEY> overrides any of them):\n");
-	cfg_print_help(settings_opts, settings_nopts);
+	cfg_print_help(f, settings_opts, settings_nopts);
 }
 
 /* A previous ingestd may have died after putting records in the ring but
@@ -85,11 +86,14 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL;
 	int o;
-	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default:
+			cli_bad_option("ingestd", o, argv);
+			usage(stderr);
+			return CLI_EX_USAGE;
 		}
 	}
 	if (optind < argc) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "bpf/loader.h"
+#include "common/cli.h"
 #include "common/clock.h"
 #include "common/settings.h"
 #include "shm/atomic.h"
@@ -30,7 +31,8 @@ static void usage(FILE *f)
 		"      --json             one JSON object instead of a table\n"
 		"      --devices          also list each device's last accepted/durable seq\n"
 		"  -h, --help             this text\n"
-		"Exit status: 0, or 1 when the region does not exist.\n");
+		"Exit status: 0, 1 when the region does not exist, 2 for a bad command line\n"
+		"or config.\n");
 }
 
 int main(int argc, char **argv)
@@ -42,14 +44,17 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL, *instance = NULL;
 	int json = 0, devices = 0, o;
-	while ((o = getopt_long(argc, argv, "c:i:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":c:i:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
 		case 'i': instance = optarg; break;
 		case 'j': json = 1; break;
 		case 'd': devices = 1; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default:
+			cli_bad_option("ingest-stats", o, argv);
+			usage(stderr);
+			return CLI_EX_USAGE;
 		}
 	}
 	struct settings s;

@@ -17,9 +17,11 @@
 
 #include <sodium.h>
 
+#include "common/cli.h"
 #include "common/keys.h"
 
-enum { EXIT_OK = 0, EXIT_USAGE = 1, EXIT_NOTFOUND = 2, EXIT_FILE = 3 };
+/* 2 for bad usage, as every program answers it */
+enum { EXIT_OK = 0, EXIT_NOTFOUND = 1, EXIT_USAGE = CLI_EX_USAGE, EXIT_FILE = 3 };
 
 static void usage(FILE *f)
 {
@@ -53,8 +55,8 @@ static void usage(FILE *f)
 		"disabled or removed devices are closed, the others go on.\n"
 		"  -h, --help         this text\n"
 		"\n"
-		"Exit status: 0 ok, 1 usage error, 2 device not found (or already there,\n"
-		"for add), 3 file problem (missing, unreadable, malformed, mode not 0600,\n"
+		"Exit status: 0 ok, 1 device not found (or already there, for add), 2 bad\n"
+		"usage, 3 file problem (missing, unreadable, malformed, mode not 0600,\n"
 		"write failed).\n");
 }
 
@@ -126,14 +128,17 @@ int main(int argc, char **argv)
 	const char *file = "keys", *topics = NULL, *fprhex = NULL, *require = NULL;
 	char err[512];
 	int o;
-	while ((o = getopt_long(argc, argv, "f:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":f:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'f': file = optarg; break;
 		case 't': topics = optarg; break;
 		case 'p': fprhex = optarg; break;
 		case 'r': require = optarg; break;
 		case 'h': usage(stdout); return EXIT_OK;
-		default: usage(stderr); return EXIT_USAGE;
+		default:
+			cli_bad_option("mi-keys", o, argv);
+			usage(stderr);
+			return EXIT_USAGE;
 		}
 	}
 	int nargs = argc - optind;

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/cli.h"
 #include "common/clock.h"
 #include "common/fault.h"
 #include "common/log.h"
@@ -67,10 +68,10 @@ static void usage(FILE *f)
 		"Sinks:\n");
 	for (const struct sink_desc *const *d = sink_registry; *d; d++) {
 		fprintf(f, "  %-10s %s\n", (*d)->name, (*d)->description);
-		cfg_print_help((*d)->opts, (*d)->nopts);
+		cfg_print_help(f, (*d)->opts, (*d)->nopts);
 	}
 	fprintf(f, "\nConfig keys (INGEST_<SECTION>_<KEY> overrides any of them):\n");
-	cfg_print_help(settings_opts, settings_nopts);
+	cfg_print_help(f, settings_opts, settings_nopts);
 }
 
 /* Makes the sink durable up to the cursor, then records (cursor, blob).
@@ -315,11 +316,14 @@ int main(int argc, char **argv)
 	};
 	const char *config = NULL;
 	int o, ret = 2;   /* config errors; 1 once running */
-	while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
 		case 'h': usage(stdout); return 0;
-		default: usage(stderr); return 2;
+		default:
+			cli_bad_option("sinkd", o, argv);
+			usage(stderr);
+			return CLI_EX_USAGE;
 		}
 	}
 	if (optind < argc) {

@@ -232,15 +232,15 @@ def test_mi_send_with_key_end_to_end(keyed):
     kf = keyed.tmp / "good.key"
     kf.write_text(base64.b64encode(os.urandom(32)).decode() + "\n")
     r = keyed.send("good", 10, timeout=5, extra=("--key-file", kf))
-    assert r.returncode == 2
+    assert r.returncode == 1                       # a connection failure (2 is bad usage)
     assert "authentication failed" in r.stderr
     r = keyed.send("good", 10, timeout=5)
-    assert r.returncode == 2 and "key" in r.stderr, r.stderr
+    assert r.returncode == 1 and "key" in r.stderr, r.stderr
     kf.write_text(base64.b64encode(keyed.keys["fp"]).decode() + "\n")
     r = keyed.send("fp", 10, extra=("--key-file", kf, "--fingerprint", FPR.hex()))
     assert r.returncode == 0, r.stderr
     r = keyed.send("fp", 10, timeout=5, extra=("--key-file", kf))
-    assert r.returncode == 2 and "authentication failed" in r.stderr
+    assert r.returncode == 1 and "authentication failed" in r.stderr
     assert len(stored(keyed, "good")) == 500 and len(stored(keyed, "fp")) == 10
 
 
@@ -250,5 +250,5 @@ def test_clients_with_a_key_refuse_an_open_mode_server(pipeline):
         with pytest.raises(mi_client.AuthError):
             c.hello()
     r = pipeline.send("good", 10, timeout=5, extra=("--key", base64.b64encode(os.urandom(32)).decode()))
-    assert r.returncode == 2 and "WELCOME without CHALLENGE" in r.stderr, r.stderr
+    assert r.returncode == 1 and "WELCOME without CHALLENGE" in r.stderr, r.stderr
     assert not [x for x in pipeline.dump() if x["device"] == "good"]

@@ -73,19 +73,19 @@ def test_exit_codes(tmp_path):
     added_key(keys(tmp_path, "add", "dev1"))
     before = (tmp_path / "keys").read_text()
     r = keys(tmp_path, "add", "dev1")
-    assert r.returncode == 2 and r.stdout == ""
+    assert r.returncode == 1 and r.stdout == ""
     assert "dev1" in r.stderr and "already exists" in r.stderr
     assert (tmp_path / "keys").read_text() == before
     for cmd in ("show", "disable", "enable", "rotate", "remove"):
         r = keys(tmp_path, cmd, "nope")
-        assert r.returncode == 2, (cmd, r.stderr)
+        assert r.returncode == 1, (cmd, r.stderr)
         assert "nope" in r.stderr and r.stdout == ""
-    assert keys(tmp_path).returncode == 1
-    assert keys(tmp_path, "frobnicate").returncode == 1
-    assert keys(tmp_path, "add", "bad id").returncode == 1
-    assert keys(tmp_path, "add", "dev2", "--topics", "a,,b").returncode == 1
-    assert keys(tmp_path, "add", "dev2", "--fingerprint", "abc").returncode == 1
-    assert keys(tmp_path, "show", "dev1", "--topics", "a").returncode == 1
+    assert keys(tmp_path).returncode == 2
+    assert keys(tmp_path, "frobnicate").returncode == 2
+    assert keys(tmp_path, "add", "bad id").returncode == 2
+    assert keys(tmp_path, "add", "dev2", "--topics", "a,,b").returncode == 2
+    assert keys(tmp_path, "add", "dev2", "--fingerprint", "abc").returncode == 2
+    assert keys(tmp_path, "show", "dev1", "--topics", "a").returncode == 2
     r = subprocess.run([str(BIN / "mi-keys"), "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "Exit status" in r.stdout
     r = subprocess.run([str(BIN / "mi-keys"), "-f", str(tmp_path / "missing"), "list"],

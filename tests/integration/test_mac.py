@@ -147,7 +147,7 @@ def test_mi_send_with_mac_end_to_end(strict):
     for e in strict.disk_entries():
         assert e["payload"] == mi_client.gen_payload("good", e["seq"], 50)
     r = strict.run(BIN / "mi-send", "-p", strict.port, "-d", "good", "--count", 1, "--mac")
-    assert r.returncode == 1 and "--mac needs" in r.stderr
+    assert r.returncode == 2 and "--mac needs" in r.stderr
 
 
 def test_mi_send_mac_survives_a_reconnect(strict):
