@@ -43,10 +43,12 @@ const struct cfg_opt settings_opts[] = {
 	{ "filter", "ban_ms", CFG_INT, "60000", N(ban_ms), 0, 86400000, "... ban the address for this long (0: never ban)" },
 	{ "log", "level", CFG_STR, "info", S(log_level), 0, 0, "error, warn, info or debug" },
 	{ "log", "file", CFG_STR, "-", S(log_file), 0, 0, "log file, '-' for stdout" },
-	{ "sinkd", "sinks", CFG_STR, "disk", S(sinks), 0, 0, "comma-separated sinks to run" },
-	{ "sinkd", "commit_ms", CFG_INT, "1000", N(sink_commit_ms), 10, 3600000, "sink commit (fsync + offset) interval" },
-	{ "sinkd", "batch_ms", CFG_INT, "5", N(sink_batch_ms), 0, 1000,
-	  "once caught up, read the log again at most this often (0: at every group commit)" },
+	{ "sinkd", "sinks", CFG_STR, "disk", S(sinks), 0, 0,
+	  "comma-separated sink instances to run, each configured in [sink.NAME]" },
+	{ "sinkd", "commit_ms", CFG_INT, "1000", N(sink_commit_ms), 10, 3600000,
+	  "default of every instance's commit_ms: its commit (fsync + offset) interval" },
+	{ "sinkd", "batch_ms", CFG_INT, "5", N(sink_batch_ms), 0, 60000,
+	  "default of every instance's batch_ms: how long a short batch waits for more (0: deliver at once)" },
 };
 const unsigned settings_nopts = sizeof(settings_opts) / sizeof(settings_opts[0]);
 
@@ -132,7 +134,7 @@ int settings_load(const char *path, struct settings *ret, cfg_t **ret_cfg, int c
 		goto fail;
 	if ((r = load_topics(c, &s, err)) < 0)
 		goto fail;
-	static const char *const skip[] = { "sink_", NULL };
+	static const char *const skip[] = { "sink_", "sink.", NULL };
 	if (check && (r = cfg_check_unused(c, skip, err)) < 0)
 		goto fail;
 	r = -EINVAL;

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,18 +134,37 @@ int main(int argc, char **argv)
 		struct shm_sink *sk = &ctl->sink[i];
 		if (!sk->name[0])
 			continue;
-		uint64_t c = shm_load_relaxed(&sk->committed_lsn);
-		if (json)
-			printf("%s{\"name\":\"%s\",\"state\":\"%s\",\"committed_lsn\":%llu,\"lag_bytes\":%llu,"
-			       "\"records\":%llu,\"retries\":%llu}",
-			       n++ ? "," : "", sk->name, shm_sink_state_name(sk->state), (unsigned long long)c,
-			       (unsigned long long)(durable > c ? durable - c : 0), (unsigned long long)sk->records,
-			       (unsigned long long)sk->retries);
-		else
-			printf("  %-10s %-9s committed LSN %llu, lag %llu bytes, %llu records, %llu retries\n", sk->name,
-			       shm_sink_state_name(sk->state), (unsigned long long)c,
-			       (unsigned long long)(durable > c ? durable - c : 0), (unsigned long long)sk->records,
-			       (unsigned long long)sk->retries);
+		uint64_t c = shm_load_relaxed(&sk->committed_lsn), cur = shm_load_relaxed(&sk->cursor_lsn);
+		uint64_t oldest = shm_load_relaxed(&sk->oldest_ns);
+		double age = oldest && now > oldest ? (double)(now - oldest) / 1e9 : 0;
+		uint64_t lag = durable > cur ? durable - cur : 0;
+		int up = shm_pid_alive(shm_load_acquire(&sk->pid), shm_load_relaxed(&sk->pid_start));
+		/* a stopped process leaves its last state: say what runs now */
+		const char *st = up ? shm_sink_state_name(shm_load_acquire(&sk->state)) :
+				      sk->state == SINK_ST_STOPPED ? "stopped" : "off";
+		char errbuf[sizeof(sk->last_error) + 1];
+		snprintf(errbuf, sizeof(errbuf), "%.*s", (int)sizeof(sk->last_error), sk->last_error);
+		if (json) {
+			json_t *e = json_string(errbuf);
+			char *es = e ? json_dumps(e, JSON_ENCODE_ANY) : NULL;
+			printf("%s{\"name\":\"%.32s\",\"type\":\"%.32s\",\"state\":\"%s\",\"pid\":%d,"
+			       "\"committed_lsn\":%llu,\"delivered_lsn\":%llu,\"lag_bytes\":%llu,\"lag_age_s\":%.3f,"
+			       "\"records\":%llu,\"bytes\":%llu,\"retries\":%llu,\"failures\":%llu,"
+			       "\"last_error\":%s}",
+			       n++ ? "," : "", sk->name, sk->type, st, up ? sk->pid : 0, (unsigned long long)c,
+			       (unsigned long long)cur, (unsigned long long)lag, age, (unsigned long long)sk->records,
+			       (unsigned long long)sk->bytes, (unsigned long long)sk->retries,
+			       (unsigned long long)sk->failures, es ? es : "\"\"");
+			free(es);
+			json_decref(e);
+		} else {
+			printf("  %-12s %-6s %-9s committed LSN %llu, lag %llu bytes (%.1f s), %llu records %llu bytes, "
+			       "%llu retries, %llu failures%s%s\n",
+			       sk->name, sk->type, st, (unsigned long long)c, (unsigned long long)lag, age,
+			       (unsigned long long)sk->records, (unsigned long long)sk->bytes,
+			       (unsigned long long)sk->retries, (unsigned long long)sk->failures,
+			       errbuf[0] ? "; last error: " : "", errbuf);
+		}
 	}
 	if (json)
 		printf("]");

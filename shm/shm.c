@@ -372,6 +372,21 @@ int shm_live_holders(const struct shm_ctl *ctl, char *buf, size_t len)
 		}
 		n++;
 	}
+	for (int i = 0; i < SHM_MAX_SINKS; i++) {
+		const struct shm_sink *k = &ctl->sink[i];
+		int32_t pid = shm_load_acquire(&k->pid);
+		if (pid == getpid() || !shm_pid_alive(pid, shm_load_relaxed(&k->pid_start)))
+			continue;
+		/* the main sinkd runs most instances: it is named once above */
+		if (pid == shm_load_acquire(&ctl->stage[STAGE_SINKD].pid))
+			continue;
+		if (used < len) {
+			int w = snprintf(buf + used, len - used, "%ssinkd --only %.*s %d", n ? ", " : "",
+					 (int)sizeof(k->name), k->name, (int)pid);
+			used += w > 0 ? (size_t)w : 0;
+		}
+		n++;
+	}
 	return n;
 }
 
@@ -605,6 +620,6 @@ const char *shm_counter_name(enum shm_stage_id s, unsigned i)
 
 const char *shm_sink_state_name(unsigned st)
 {
-	static const char *const n[SINK_ST_MAX] = { "off", "running", "retrying", "failed" };
+	static const char *const n[SINK_ST_MAX] = { "off", "running", "retrying", "stopped", "skipping" };
 	return st < SINK_ST_MAX ? n[st] : "?";
 }

@@ -72,16 +72,29 @@ struct shm_stage {
 	uint64_t ctr[SHM_CTR_MAX];      /* written only by this stage */
 };
 
-/* Per-sink state published by sinkd for the stats command. */
+/* One sink instance, published by the sinkd process that runs it, for the
+ * stats command.  The slot is the instance's place in [sinkd] sinks, so
+ * sinkd processes running different instances (--only) never share one.
+ * Written only by that instance's thread (relaxed stores; name and type
+ * before state, released). */
 struct shm_sink {
 	_Alignas(128) char name[32];
-	uint64_t committed_lsn;
-	uint64_t records;
-	uint64_t retries;
+	char type[32];
+	int32_t pid;                    /* the sinkd process running it */
 	uint32_t state;                 /* enum shm_sink_state */
-	uint32_t pad_;
+	uint64_t pid_start;             /* that process's start time, as in shm_stage */
+	uint64_t committed_lsn;         /* next LSN to deliver after a restart */
+	uint64_t cursor_lsn;            /* delivered up to here */
+	uint64_t records, bytes;        /* delivered (payload bytes) */
+	uint64_t retries;               /* deliveries or commits retried */
+	uint64_t failures;              /* deliveries or commits that failed */
+	uint64_t oldest_ns;             /* server time of the oldest undelivered record; 0: caught up */
+	uint64_t skipped_records, skipped_bytes;
+	char last_error[160];
 };
-enum shm_sink_state { SINK_ST_OFF, SINK_ST_RUNNING, SINK_ST_RETRYING, SINK_ST_FAILED, SINK_ST_MAX };
+enum shm_sink_state {
+	SINK_ST_OFF, SINK_ST_RUNNING, SINK_ST_RETRYING, SINK_ST_STOPPED, SINK_ST_SKIPPING, SINK_ST_MAX
+};
 
 struct shm_ctl {
 	/* identity: written once by the creator, magic last */
@@ -164,7 +177,8 @@ int shm_region_unlinked(const shm_region_t *r);
 int shm_discard(const char *instance, char holders[SHM_ERR_LEN]);
 
 /* The live stages registered in ctl other than this process, as
- * "flusherd 123, ingestd 456" (empty: none).  Returns how many. */
+ * "flusherd 123, ingestd 456" (empty: none), sinkd processes that run one
+ * sink instance (sinkd --only) included.  Returns how many. */
 int shm_live_holders(const struct shm_ctl *ctl, char *buf, size_t len);
 
 /* A clean stop: unmaps r and, when this process was its last holder and

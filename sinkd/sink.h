@@ -1,60 +1,120 @@
-/* sink — the consumer interface.  A sink is one static descriptor.
+/* sink.h — the one header a sink author needs, built in or loaded (.so).
  *
- * sinkd gives each sink its own thread and cursor: records are delivered in
- * LSN order, in batches, straight from the mmap'd segments (no copy).  After
- * a batch is delivered, sinkd may call commit(), which must make everything
- * delivered so far durable in the sink and return a small resume blob;
- * sinkd then stores (LSN, blob) in data/sinks/<name>.offset.  After a crash
- * the sink is initialised with the last stored blob and redelivered from the
- * stored LSN, so it must undo anything past its blob (the disk sink cuts its
- * files back) to avoid duplicates, or accept at-least-once.
+ * A sink is one static descriptor (struct sink_desc).  sinkd runs each
+ * configured instance ([sinkd] sinks = a, b; [sink.a] type = ...) in its
+ * own thread, with its own cursor and committed offset:
  *
- * To add a sink: write sinkd/sink_<name>.c with one `const struct sink_desc`
- * and list it in sinkd/registry.c.
+ *   init(state, cfg, env, blob)      once; blob = what commit() returned last
+ *   deliver(state, records, n)       batches, in LSN order, of the instance's
+ *                                    topics; the records live during the call
+ *   commit(state, &blob)             make everything delivered durable; the
+ *                                    host then stores (next LSN, blob)
+ *   exit(state)
+ *
+ * After a crash the instance is initialised with the last stored blob and
+ * redelivered from the stored LSN: a sink undoes what lies past its blob (as
+ * the disk sink cuts its files back) or accepts at-least-once.  deliver()
+ * returns SINK_OK, SINK_RETRY (the sink went back to its last commit; the
+ * host redelivers from the committed LSN after *retry_ms, preset to the
+ * instance's backoff with jitter) or SINK_FATAL (this instance stops; the
+ * others go on).  All calls come from the instance's one thread.
+ *
+ * docs/SINKS.md is the whole contract, with an example that builds against
+ * this header alone (examples/sinks/count/).  A loaded sink exports
+ *   const struct sink_desc mi_sink_plugin = { .abi = SINK_ABI_VERSION, ... };
+ * and sinkd refuses one of another ABI version, naming both.
  */
 #ifndef MI_SINK_H
 #define MI_SINK_H
 #include <stddef.h>
 #include <stdint.h>
 
-#include "common/config.h"
-#include "common/record.h"
+#define SINK_ABI_VERSION 1
+#define SINK_PLUGIN_SYMBOL "mi_sink_plugin"
 
 enum sink_rc { SINK_OK, SINK_RETRY, SINK_FATAL };
 
-struct sink_item {
-	uint64_t lsn;
-	const struct rec_hdr *rec;   /* DATA record, valid during deliver() */
+/* One stored record, as the host hands it to deliver(): a view into the
+ * log, valid only during that call.  Read it through the accessors below;
+ * a later ABI version may add fields. */
+struct sink_record {
+	uint64_t lsn;             /* its position in the log: unique, increasing */
+	uint64_t seq;             /* the device's sequence number */
+	uint64_t ts_ns;           /* device time, ns since the epoch (server's if the device sent 0) */
+	uint64_t srv_ns;          /* server time when ingestd accepted it */
+	const uint8_t *device;    /* device id, device_len bytes, not NUL-terminated */
+	const uint8_t *payload;
+	uint32_t payload_len;
+	uint16_t topic;
+	uint8_t device_len;
 };
 
+static inline uint64_t sink_rec_lsn(const struct sink_record *r) { return r->lsn; }
+static inline uint64_t sink_rec_seq(const struct sink_record *r) { return r->seq; }
+static inline uint64_t sink_rec_device_time(const struct sink_record *r) { return r->ts_ns; }
+static inline uint64_t sink_rec_server_time(const struct sink_record *r) { return r->srv_ns; }
+static inline uint16_t sink_rec_topic(const struct sink_record *r) { return r->topic; }
+static inline const uint8_t *sink_rec_device(const struct sink_record *r, size_t *len)
+{
+	*len = r->device_len;
+	return r->device;
+}
+static inline const uint8_t *sink_rec_payload(const struct sink_record *r, size_t *len)
+{
+	*len = r->payload_len;
+	return r->payload;
+}
+
+/* A config key of the sink's section [sink.NAME]: unknown keys stop
+ * start-up; the value lands at `off` in a struct of cfg_size bytes. */
+enum sink_opt_type {
+	SINK_OPT_STR,    /* char[size] */
+	SINK_OPT_INT,    /* int64_t, min..max */
+	SINK_OPT_SIZE,   /* uint64_t bytes, K/M/G suffixes, min..max */
+	SINK_OPT_BOOL,   /* int */
+	SINK_OPT_MAX
+};
+
+struct sink_opt {
+	const char *key;
+	enum sink_opt_type type;
+	const char *def;
+	size_t off;
+	size_t size;
+	int64_t min, max;
+	const char *desc;
+};
+
+enum sink_log_level { SINK_LOG_ERROR, SINK_LOG_WARN, SINK_LOG_INFO, SINK_LOG_DEBUG };
+
+/* What the host tells a sink at init(); valid until exit(). */
 struct sink_env {
-	const char *data_dir;        /* the instance's data directory */
-	const char *name;
+	uint32_t abi;                /* SINK_ABI_VERSION of the host */
+	const char *name;            /* the instance name */
+	const char *data_dir;        /* the pipeline's data directory */
+	/* one log line, prefixed "sink NAME: " by the host */
+	void (*log)(const struct sink_env *env, enum sink_log_level level, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4)));
+	/* the [topics] name of a topic id, or NULL when it has none */
+	const char *(*topic_name)(const struct sink_env *env, uint16_t topic);
+	void *host;                  /* the host's; do not touch */
 };
 
 #define SINK_ERR_LEN 256
 
 struct sink_desc {
-	const char *name;
+	uint32_t abi;                /* SINK_ABI_VERSION */
+	const char *name;            /* the type name ([sink.X] type = name) */
 	const char *description;
-	/* rows for section [sink_<name>], landing in a struct of cfg_size bytes */
-	const struct cfg_opt *opts;
+	const struct sink_opt *opts;
 	size_t nopts;
 	size_t cfg_size;
-	/* blob: what commit() returned last time (NULL, 0 on a first start) */
 	int (*init)(void **state, const void *cfg, const struct sink_env *env, const void *blob,
 		    size_t blob_len, char err[SINK_ERR_LEN]);
-	/* SINK_RETRY: the sink has gone back to its last commit (undone what it
-	 * took since); sinkd redelivers from the committed LSN after *retry_ms
-	 * (preset to a backoff with jitter, which the sink may change).
-	 * SINK_FATAL: the sink stops; the others go on. */
-	enum sink_rc (*deliver)(void *state, const struct sink_item *items, size_t n, uint32_t *retry_ms,
+	enum sink_rc (*deliver)(void *state, const struct sink_record *recs, size_t n, uint32_t *retry_ms,
 				char err[SINK_ERR_LEN]);
-	/* Makes all delivered items durable; *blob (malloc'd, freed by sinkd) */
+	/* *blob malloc'd (freed by the host), or NULL with *blob_len 0 */
 	int (*commit)(void *state, void **blob, size_t *blob_len, char err[SINK_ERR_LEN]);
 	void (*exit)(void *state);
 };
-
-extern const struct sink_desc *const sink_registry[];
-const struct sink_desc *sink_find(const char *name);
 #endif

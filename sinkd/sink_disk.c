@@ -1,4 +1,5 @@
-/* sink_disk — every record appended to data/sinks/disk/topic-<id>.log.
+/* sink_disk — every record appended to <dir>/topic-<id>.log (default dir:
+ * <data dir>/sinks/<instance name>).
  *
  * Entry format (little-endian, self-delimiting, one after another):
  *   off size field
@@ -41,10 +42,10 @@ struct disk_cfg {
 };
 
 #define C(f) offsetof(struct disk_cfg, f)
-static const struct cfg_opt disk_opts[] = {
-	{ "sink_disk", "dir", CFG_STR, "", C(dir), sizeof(((struct disk_cfg *)0)->dir), 0, 0,
-	  "output directory (default: <data dir>/sinks/disk)" },
-	{ "sink_disk", "buffer_bytes", CFG_SIZE, "256K", C(buffer_bytes), 0, 4096, 64 << 20,
+static const struct sink_opt disk_opts[] = {
+	{ "dir", SINK_OPT_STR, "", C(dir), sizeof(((struct disk_cfg *)0)->dir), 0, 0,
+	  "output directory (default: <data dir>/sinks/<instance name>)" },
+	{ "buffer_bytes", SINK_OPT_SIZE, "256K", C(buffer_bytes), 0, 4096, 64 << 20,
 	  "write buffer per topic file" },
 };
 
@@ -165,7 +166,7 @@ static int disk_init(void **state, const void *cfgp, const struct sink_env *env,
 	if (cfg->dir[0])
 		snprintf(d->dir, sizeof(d->dir), "%s", cfg->dir);
 	else
-		snprintf(d->dir, sizeof(d->dir), "%s/sinks/disk", env->data_dir);
+		snprintf(d->dir, sizeof(d->dir), "%s/sinks/%s", env->data_dir, env->name);
 	d->buffer_bytes = cfg->buffer_bytes;
 	d->files = calloc(DISK_TOPICS, sizeof(*d->files));
 	d->open_list = calloc(DISK_TOPICS, sizeof(*d->open_list));
@@ -241,38 +242,41 @@ static enum sink_rc fail(struct disk *d, uint16_t topic, int r, char err[SINK_ER
 	return reset_to_commit(d) < 0 ? SINK_FATAL : SINK_RETRY;
 }
 
-static enum sink_rc disk_deliver(void *state, const struct sink_item *items, size_t n, uint32_t *retry_ms,
+static enum sink_rc disk_deliver(void *state, const struct sink_record *recs, size_t n, uint32_t *retry_ms,
 				 char err[SINK_ERR_LEN])
 {
 	struct disk *d = state;
 	(void)retry_ms;
 	for (size_t i = 0; i < n; i++) {
-		const struct rec_hdr *h = items[i].rec;
-		struct topic_file *f = d->files[h->topic];
+		const struct sink_record *rec = &recs[i];
+		size_t id_len, plen;
+		const uint8_t *id = sink_rec_device(rec, &id_len), *payload = sink_rec_payload(rec, &plen);
+		uint16_t topic = sink_rec_topic(rec);
+		struct topic_file *f = d->files[topic];
 		int r;
-		if (!f && (r = open_topic(d, h->topic, 0, 0, &f)) < 0)
-			return fail(d, h->topic, r, err);
-		uint32_t len = DISK_ENTRY_HDR + h->id_len + h->plen + 4;
+		if (!f && (r = open_topic(d, topic, 0, 0, &f)) < 0)
+			return fail(d, topic, r, err);
+		uint32_t len = DISK_ENTRY_HDR + (uint32_t)(id_len + plen) + 4;
 		uint8_t hdr[DISK_ENTRY_HDR], crcb[4];
 		memcpy(hdr, "MIDR", 4);
 		mi_put32(hdr + 4, len);
-		mi_put64(hdr + 8, items[i].lsn);
-		mi_put64(hdr + 16, h->seq);
-		mi_put64(hdr + 24, h->ts_ns);
-		mi_put64(hdr + 32, h->srv_ns);
-		mi_put16(hdr + 40, h->topic);
-		hdr[42] = h->id_len;
+		mi_put64(hdr + 8, sink_rec_lsn(rec));
+		mi_put64(hdr + 16, sink_rec_seq(rec));
+		mi_put64(hdr + 24, sink_rec_device_time(rec));
+		mi_put64(hdr + 32, sink_rec_server_time(rec));
+		mi_put16(hdr + 40, topic);
+		hdr[42] = (uint8_t)id_len;
 		hdr[43] = 0;
-		uint32_t crc = mi_crc32(hdr, sizeof(hdr));
-		mi_put32(crcb, mi_crc32_update(crc, rec_id(h), (size_t)h->id_len + h->plen));
-		const uint8_t *parts[3] = { hdr, rec_id(h), crcb };
-		const size_t lens[3] = { sizeof(hdr), (size_t)h->id_len + h->plen, 4 };
-		for (int p = 0; p < 3; p++) {
+		uint32_t crc = mi_crc32_update(mi_crc32(hdr, sizeof(hdr)), id, id_len);
+		mi_put32(crcb, mi_crc32_update(crc, payload, plen));
+		const uint8_t *parts[4] = { hdr, id, payload, crcb };
+		const size_t lens[4] = { sizeof(hdr), id_len, plen, 4 };
+		for (int p = 0; p < 4; p++) {
 			const uint8_t *src = parts[p];
 			size_t left = lens[p];
 			while (left) {
 				if (f->blen == d->buffer_bytes && (r = flush_file(f)) < 0)
-					return fail(d, h->topic, r, err);
+					return fail(d, topic, r, err);
 				size_t take = d->buffer_bytes - f->blen < left ? d->buffer_bytes - f->blen : left;
 				memcpy(f->buf + f->blen, src, take);
 				f->blen += (uint32_t)take;
@@ -332,6 +336,7 @@ static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK
 }
 
 const struct sink_desc sink_disk = {
+	.abi = SINK_ABI_VERSION,
 	.name = "disk",
 	.description = "append every record to <dir>/topic-<id>.log (self-delimiting entries)",
 	.opts = disk_opts,

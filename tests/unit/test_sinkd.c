@@ -25,6 +25,7 @@
 #include "flusherd/wal.h"
 #include "sinkd/offset.h"
 #include "sinkd/reader.h"
+#include "sinkd/instance.h"
 #include "sinkd/sink.h"
 
 #define SEG_MAX (16u << 10)
@@ -352,7 +353,7 @@ static size_t parse_topic(const char *path, struct entry *out, size_t max)
 struct sinkfix {
 	void *cfg;
 	void *state;
-	struct sink_item items[64];
+	struct sink_record items[64];
 	uint8_t recs[64 * 512];
 	char err[SINK_ERR_LEN];
 };
@@ -371,15 +372,17 @@ static void make_items(struct sinkfix *s, uint64_t seq0, size_t n, int with3)
 			pl[k] = (uint8_t)(seq + k);
 		rec_build_data(s->recs + off, (const uint8_t *)"disk", 4, topic, 0, seq, seq * 10, seq * 11, pl, plen,
 			       mi_crc32(pl, plen));
-		s->items[i].lsn = seq * 1000;
-		s->items[i].rec = (const struct rec_hdr *)(const void *)(s->recs + off);
+		const struct rec_hdr *h = (const struct rec_hdr *)(const void *)(s->recs + off);
+		s->items[i] = (struct sink_record){ .lsn = seq * 1000, .seq = h->seq, .ts_ns = h->ts_ns,
+						    .srv_ns = h->srv_ns, .device = rec_id(h), .device_len = h->id_len,
+						    .payload = rec_payload(h), .payload_len = h->plen, .topic = h->topic };
 		off += rec_size(4, plen);
 	}
 }
 
 static void sink_init(struct fix *f, struct sinkfix *s, const void *blob, size_t len, int want)
 {
-	struct sink_env env = { f->dir, "disk" };
+	struct sink_env env = { .abi = SINK_ABI_VERSION, .name = "disk", .data_dir = f->dir };
 	s->state = NULL;
 	assert_int_equal(sink_disk.init(&s->state, s->cfg, &env, blob, len, s->err), want);
 }
@@ -426,11 +429,14 @@ static void test_disk_sink_cuts_back_to_the_commit_after_a_crash(void **state)
 	snprintf(ini, sizeof(ini), "%s/sink.ini", f->dir);
 	FILE *fp = fopen(ini, "w");
 	assert_non_null(fp);
-	fputs("[sink_disk]\nbuffer_bytes = 4096\n", fp);
+	fputs("[sink.disk]\nbuffer_bytes = 4096\n", fp);
 	fclose(fp);
 	assert_int_equal(cfg_open(ini, &cfg, err), 0);
 	s->cfg = calloc(1, sink_disk.cfg_size);
-	assert_int_equal(cfg_apply(cfg, sink_disk.opts, sink_disk.nopts, s->cfg, err), 0);
+	struct cfg_opt rows[8];
+	assert_true(sink_disk.nopts <= 8);
+	assert_int_equal(instance_rows(&sink_disk, "sink.disk", rows, err), 0);
+	assert_int_equal(cfg_apply(cfg, rows, sink_disk.nopts, s->cfg, err), 0);
 	cfg_close(cfg);
 
 	/* first start: deliver 30 records, commit */

@@ -1,0 +1,296 @@
+#include "sinkd/runner.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/fault.h"
+#include "common/log.h"
+#include "sinkd/offset.h"
+#include "shm/atomic.h"
+#include "shm/futex.h"
+#include "sinkd/reader.h"
+
+#define MS 1000000ull
+
+static void set_state(struct runner *r, enum shm_sink_state st)
+{
+	shm_store_release(&r->pub->state, (uint32_t)st);
+}
+
+/* The message goes to the log and, for ingest-stats, into the slot (a
+ * reader may see it half written: a stats line, never a decision). */
+static void note_error(struct runner *r, const char *msg)
+{
+	snprintf(r->pub->last_error, sizeof(r->pub->last_error), "%s", msg);
+}
+
+static void count(struct runner *r, enum sinkd_ctr c, uint64_t n)
+{
+	if (r->ctr)
+		__atomic_fetch_add(&r->ctr[c], n, __ATOMIC_RELAXED);
+}
+
+/* Sleeps ms in slices, so a stop request is not kept waiting. */
+static void nap_ms(const struct runner *r, uint64_t ms)
+{
+	while (ms && !*r->stop) {
+		uint64_t n = ms > 100 ? 100 : ms;
+		struct timespec ts = { 0, (long)(n * MS) };
+		nanosleep(&ts, NULL);
+		ms -= n;
+	}
+}
+
+/* Waits until the durable LSN passes `lsn`, at most timeout_ns. */
+static void wait_durable(struct runner *r, uint64_t lsn, uint64_t timeout_ns)
+{
+	struct shm_ctl *ctl = r->ctl;
+	uint32_t seen = futex_seq_enter(&ctl->durable);
+	if (shm_load_acquire(&ctl->durable_lsn) > lsn || *r->stop)
+		futex_seq_leave(&ctl->durable);
+	else
+		futex_seq_wait(&ctl->durable, seen, timeout_ns);
+}
+
+/* Makes the sink durable up to the cursor, then records (cursor, blob).
+ * A failed sink commit means the sink went back to its previous commit:
+ * the caller rewinds and redelivers.  A failed offset write is only a
+ * warning: the stored (LSN, blob) pair stays older but self-consistent, so
+ * a restart cuts the sink back to it and redelivers, losing and repeating
+ * nothing. */
+static int commit(struct runner *r)
+{
+	void *blob = NULL;
+	size_t len = 0;
+	char err[SINK_ERR_LEN], msg[SINK_ERR_LEN + 64];
+	int rc = r->d->commit(r->state, &blob, &len, err);
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "commit: %s", err);
+		note_error(r, msg);
+		log_warn("sink %s: %s; redelivering from LSN %llu", r->name, msg, (unsigned long long)r->committed);
+		return rc;
+	}
+	fault_point("sinkd.after_sink_commit");
+	count(r, SC_COMMITS, 1);
+	if (!r->no_offsets) {
+		int e = offset_store(r->offset_dir, r->name, r->cursor, blob, len);
+		if (e < 0)
+			log_warn("sink %s: %s/%s.offset: %s (kept the previous offset)", r->name, r->offset_dir,
+				 r->name, strerror(-e));
+		else
+			shm_store_relaxed(&r->pub->committed_lsn, r->cursor);
+	}
+	free(blob);
+	r->committed = r->cursor;
+	return 0;
+}
+
+static int wanted(const struct runner *r, uint16_t topic)
+{
+	return !r->topics || (r->topics[topic >> 3] >> (topic & 7) & 1);
+}
+
+struct batch {
+	struct sink_record *recs;
+	size_t n;
+	uint64_t bytes;
+	uint64_t end;        /* LSN after the last record read (delivered or not) */
+};
+
+/* Reads the instance's records from the cursor up to `limit`, at most one
+ * batch.  Ends early at a segment move: records before it live in the
+ * previous mapping, which lasts only until the next move. */
+static int fill(struct runner *r, struct reader *rd, uint64_t limit, struct batch *b)
+{
+	uint64_t lsn = r->cursor;
+	uint32_t moves = rd->moves;
+	b->n = 0;
+	b->bytes = 0;
+	while (lsn < limit && b->n < r->p.batch_records && b->bytes < r->p.batch_bytes) {
+		int e;
+		const struct rec_hdr *h = reader_at(rd, lsn, &e);
+		if (!h) {
+			b->end = lsn;
+			return e;
+		}
+		if (h->type == REC_DATA && wanted(r, h->topic)) {
+			struct sink_record *s = &b->recs[b->n++];
+			s->lsn = lsn;
+			s->seq = h->seq;
+			s->ts_ns = h->ts_ns;
+			s->srv_ns = h->srv_ns;
+			s->device = rec_id(h);
+			s->device_len = h->id_len;
+			s->payload = rec_payload(h);
+			s->payload_len = h->plen;
+			s->topic = h->topic;
+			b->bytes += h->plen;
+		}
+		lsn += rec_total(h);
+		if (rd->moves != moves)
+			break;
+	}
+	b->end = lsn;
+	return 0;
+}
+
+static int full(const struct runner *r, const struct batch *b)
+{
+	return b->n >= r->p.batch_records || b->bytes >= r->p.batch_bytes;
+}
+
+/* Back to the last commit after a failure: the same records again, later. */
+static void rewind_after(struct runner *r, int *retrying, uint32_t delay_ms)
+{
+	r->cursor = r->committed;
+	*retrying = 1;
+	set_state(r, SINK_ST_RETRYING);
+	shm_store_relaxed(&r->pub->retries, r->pub->retries + 1);
+	shm_store_relaxed(&r->pub->failures, r->pub->failures + 1);
+	count(r, SC_RETRIES, 1);
+	nap_ms(r, delay_ms);
+}
+
+int runner_run(struct runner *r)
+{
+	struct reader rd;
+	struct batch b = { .recs = malloc(r->p.batch_records * sizeof(*b.recs)) };
+	struct backoff bo;
+	char err[SINK_ERR_LEN];
+	int retrying = 0, read_failing = 0, ret = 0;
+	uint64_t last_commit = clock_mono_ns(), first_seen = 0;
+
+	if (!b.recs) {
+		log_error("sink %s: out of memory for a batch of %u records", r->name, r->p.batch_records);
+		return -ENOMEM;
+	}
+	backoff_init(&bo, r->p.retry_min_ms, r->p.retry_max_ms);
+	reader_init(&rd, r->wal_dir, r->segment_bytes);
+	r->cursor = r->committed = r->start_lsn;
+	shm_store_relaxed(&r->pub->cursor_lsn, r->cursor);
+	set_state(r, SINK_ST_RUNNING);
+	while (!*r->stop) {
+		uint64_t durable = shm_load_acquire(&r->ctl->durable_lsn);
+		uint64_t limit = r->end_lsn && r->end_lsn < durable ? r->end_lsn : durable;
+		uint64_t now = clock_mono_ns();
+		if (r->end_lsn && r->cursor >= r->end_lsn)
+			break;
+		if (r->cursor >= limit) {
+			/* caught up: commit when due, not each time (that would be a
+			 * flush of the sink's output after every group commit, and
+			 * the WAL's fdatasync would queue behind it) */
+			uint64_t every = r->p.commit_ms * MS, wait = 100 * MS;
+			shm_store_relaxed(&r->pub->oldest_ns, 0);
+			if (r->committed != r->cursor) {
+				if (now - last_commit >= every) {
+					last_commit = now;
+					if (commit(r) < 0) {
+						rewind_after(r, &retrying, backoff_next(&bo));
+						continue;
+					}
+				} else if (every - (now - last_commit) < wait) {
+					wait = every - (now - last_commit);
+				}
+			}
+			wait_durable(r, r->cursor, wait);
+			continue;
+		}
+		int e = fill(r, &rd, limit, &b);
+		if (e < 0 && b.n == 0) {
+			if (!read_failing++) {
+				snprintf(err, sizeof(err), "cannot read the log at LSN %llu in %s: %s",
+					 (unsigned long long)b.end, r->wal_dir,
+					 e == -ENOENT ? "no segment holds it" : strerror(-e));
+				note_error(r, err);
+				log_error("sink %s: %s", r->name, err);
+			}
+			nap_ms(r, 1000);
+			continue;
+		}
+		read_failing = 0;
+		if (b.n == 0) {
+			r->cursor = b.end;   /* other topics, MARKs */
+			shm_store_relaxed(&r->pub->cursor_lsn, r->cursor);
+			continue;
+		}
+		shm_store_relaxed(&r->pub->oldest_ns, b.recs[0].srv_ns);
+		/* a partial batch waits up to batch_ms for more records, from when
+		 * its first record was seen */
+		if (!full(r, &b) && b.end >= limit && r->p.batch_ms && !retrying) {
+			if (!first_seen)
+				first_seen = now;
+			if (now - first_seen < r->p.batch_ms * MS && !r->end_lsn) {
+				wait_durable(r, limit, first_seen + r->p.batch_ms * MS - now);
+				continue;
+			}
+		}
+		first_seen = 0;
+		uint32_t retry_ms = backoff_next(&bo);
+		enum sink_rc rc = r->d->deliver(r->state, b.recs, b.n, &retry_ms, err);
+		if (rc == SINK_OK) {
+			fault_point("sinkd.after_deliver");
+			backoff_reset(&bo);
+			r->cursor = b.end;
+			r->delivered_records += b.n;
+			r->delivered_bytes += b.bytes;
+			count(r, SC_RECORDS, b.n);
+			count(r, SC_BYTES, b.bytes);
+			count(r, SC_BATCHES, 1);
+			shm_store_relaxed(&r->pub->records, r->pub->records + b.n);
+			shm_store_relaxed(&r->pub->bytes, r->pub->bytes + b.bytes);
+			shm_store_relaxed(&r->pub->cursor_lsn, r->cursor);
+			/* after trouble, only a commit proves the sink is back: a
+			 * buffered delivery can succeed while its disk is still full */
+			now = clock_mono_ns();
+			if (retrying || now - last_commit >= r->p.commit_ms * MS) {
+				last_commit = now;
+				if (commit(r) < 0) {
+					rewind_after(r, &retrying, backoff_next(&bo));
+				} else if (retrying) {
+					log_info("sink %s: delivering again", r->name);
+					retrying = 0;
+					set_state(r, SINK_ST_RUNNING);
+				}
+			}
+			continue;
+		}
+		if (rc == SINK_FATAL) {
+			char msg[SINK_ERR_LEN + 64];
+			snprintf(msg, sizeof(msg), "%s", err);
+			note_error(r, msg);
+			log_error("sink %s: %s; this instance stops (the others go on)", r->name, err);
+			count(r, SC_FATAL, 1);
+			shm_store_relaxed(&r->pub->failures, r->pub->failures + 1);
+			set_state(r, SINK_ST_STOPPED);
+			ret = -EIO;
+			goto out;
+		}
+		note_error(r, err);
+		if (!retrying)
+			log_warn("sink %s: %s; retrying from LSN %llu", r->name, err, (unsigned long long)r->committed);
+		rewind_after(r, &retrying, retry_ms);
+	}
+	if (r->committed != r->cursor && !retrying)
+		commit(r);
+	set_state(r, SINK_ST_OFF);
+out:
+	free(b.recs);
+	reader_close(&rd);
+	return ret;
+}
+
+int runner_topics_new(const uint16_t *ids, size_t n, uint8_t **ret)
+{
+	uint8_t *t = calloc(65536 / 8, 1);
+	if (!t)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		t[ids[i] >> 3] |= (uint8_t)(1u << (ids[i] & 7));
+	*ret = t;
+	return 0;
+}

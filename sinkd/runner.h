@@ -1,0 +1,58 @@
+/* runner — one sink instance's delivery loop: batching, retry with
+ * backoff, commit and redelivery, lag accounting.
+ *
+ * It reads the log through its own reader from `cursor` up to the durable
+ * LSN flusherd publishes, hands the records of the instance's topics to the
+ * sink in batches, and commits (the sink's commit, then the offset file)
+ * every commit_ms.  A batch is delivered as soon as it holds batch_records
+ * records or batch_bytes payload bytes, or batch_ms after its first record
+ * became durable, whichever comes first; a lagging instance therefore
+ * delivers full batches back to back.  A failed delivery or commit sends
+ * the cursor back to the committed LSN, and the same records are delivered
+ * again after a backoff (retry_min_ms doubling up to retry_max_ms, with
+ * jitter); the offset file only ever names what the sink committed.
+ */
+#ifndef MI_RUNNER_H
+#define MI_RUNNER_H
+#include <stdint.h>
+
+#include "shm/shm.h"
+#include "sinkd/sink.h"
+
+struct runner_params {
+	uint32_t batch_records;
+	uint64_t batch_bytes;
+	uint64_t batch_ms;
+	uint64_t commit_ms;
+	uint32_t retry_min_ms, retry_max_ms;
+};
+
+struct runner {
+	/* set by the caller */
+	const char *name;                 /* instance name: offset file, messages */
+	const struct sink_desc *d;
+	void *state;                      /* the sink's, from init() */
+	struct runner_params p;
+	const uint8_t *topics;            /* bitmap of 65536 topics, NULL: every topic */
+	struct shm_ctl *ctl;              /* durable_lsn and its futex */
+	struct shm_sink *pub;             /* where the instance's figures go */
+	uint64_t *ctr;                    /* sinkd's stage counters, or NULL */
+	const char *wal_dir;
+	const char *offset_dir;           /* <data dir>/sinks */
+	uint64_t segment_bytes;
+	const volatile int *stop;
+	uint64_t start_lsn;               /* the committed offset it resumes from */
+	uint64_t end_lsn;                 /* 0: follow the log; else stop there (backfill) */
+	int no_offsets;                   /* backfill: never write the offset file */
+	/* filled in */
+	uint64_t cursor, committed;
+	uint64_t delivered_records, delivered_bytes;
+};
+
+/* Runs until *stop, a fatal delivery or end_lsn.  Returns 0, or -EIO when
+ * the sink said FATAL (the message is logged and published). */
+int runner_run(struct runner *r);
+
+/* A topic filter for runner.topics from ids; 0 or -ENOMEM. */
+int runner_topics_new(const uint16_t *ids, size_t n, uint8_t **ret);
+#endif

@@ -1,0 +1,155 @@
+"""Sink instances: named, filtered by topic, isolated from each other, loaded
+from shared objects, and each in a process of its own when asked."""
+import struct
+import subprocess
+import zlib
+
+import pytest
+
+from conftest import BIN, ROOT, assert_exactly_once, wait_for
+
+TOPICS = {"topics__telemetry": 1, "topics__logs": 2}
+
+
+def entries(d):
+    """The disk sink's entries in directory d: {topic: [(device, seq)]}."""
+    out = {}
+    for f in sorted(d.glob("topic-*.log")):
+        b = f.read_bytes()
+        off = 0
+        while off < len(b):
+            assert b[off:off + 4] == b"MIDR", f"{f}: bad magic at {off}"
+            ln, lsn, seq, ts, srv, topic, idl = struct.unpack_from("<IQQQQHB", b, off + 4)
+            (crc,) = struct.unpack_from("<I", b, off + ln - 4)
+            assert zlib.crc32(b[off:off + ln - 4]) == crc, f"{f}: bad crc at {off}"
+            out.setdefault(topic, []).append({"device": b[off + 44:off + 44 + idl].decode(), "seq": seq})
+            off += ln
+    return out
+
+
+def sinks(p):
+    return {s["name"]: s for s in p.stats()["sinks"]}
+
+
+@pytest.fixture(scope="session")
+def count_so(tmp_path_factory):
+    """The out-of-tree example sink, built as a user would: its own Makefile,
+    against sinkd/sink.h alone."""
+    out = tmp_path_factory.mktemp("count")
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "examples" / "sinks" / "count"), f"OUT={out}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out / "count.so"
+
+
+def test_two_disk_instances_split_by_topic_each_get_exactly_theirs(pipeline_factory, tmp_path):
+    p = pipeline_factory(**TOPICS, sinkd__sinks="tele, rest",
+                         **{"sink.tele__type": "disk", "sink.tele__topics": "telemetry",
+                            "sink.tele__dir": tmp_path / "tele",
+                            "sink.rest__type": "disk", "sink.rest__topics": "logs, 0",
+                            "sink.rest__batch_records": 7}).start()
+    assert p.send("t1", 300, extra=("-t", 1)).returncode == 0
+    assert p.send("t2", 200, extra=("-t", 2)).returncode == 0
+    assert p.send("t0", 100).returncode == 0
+    p.wait_sinks_caught_up()
+    tele = entries(tmp_path / "tele")
+    rest = entries(p.data / "sinks" / "rest")
+    assert set(tele) == {1} and set(rest) == {0, 2}
+    assert_exactly_once(tele[1], {"t1": 300})
+    assert_exactly_once(rest[2] + rest[0], {"t2": 200, "t0": 100})
+    st = sinks(p)
+    assert st["tele"]["records"] == 300 and st["rest"]["records"] == 300
+    assert st["tele"]["type"] == "disk" and st["tele"]["state"] == "running"
+    assert st["tele"]["lag_bytes"] == 0 and st["rest"]["failures"] == 0
+
+
+@pytest.mark.parametrize("extra,msg", [
+    ({"sink.a__dri": "/x"}, "unknown key 'dri' in section [sink.a]"),
+    ({"sink.a__type": "nosuch"}, "[sink.a] type = 'nosuch': no such sink (built in: disk"),
+    ({"sink.a__topics": "telemetry, nope"}, "[sink.a] topics: 'nope' is neither a topic id"),
+    ({"sink.b__type": "disk"}, "[sink.b]: no instance 'b' in [sinkd] sinks"),
+    ({"sink_disk__dir": "/x"}, "[sink_disk]: sinks are named instances now"),
+])
+def test_bad_instance_config_stops_sinkd_naming_it(pipeline_factory, extra, msg):
+    p = pipeline_factory(**TOPICS, sinkd__sinks="a", **{"sink.a__type": "disk", **extra})
+    r = p.run(BIN / "sinkd", "-c", p.ini, timeout=30)
+    assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+
+def test_an_instance_key_is_overridden_from_the_environment(pipeline_factory, tmp_path):
+    p = pipeline_factory(sinkd__sinks="hot", **{"sink.hot__type": "disk"})
+    p.start(INGEST_SINK_HOT_DIR=str(tmp_path / "from-env"))
+    assert p.send("env-0", 50).returncode == 0
+    p.wait_sinks_caught_up()
+    assert_exactly_once(entries(tmp_path / "from-env")[0], {"env-0": 50})
+
+
+def test_a_loaded_sink_counts_what_it_is_given_and_resumes_its_count(pipeline_factory, count_so):
+    p = pipeline_factory(**TOPICS, sinkd__sinks="disk, counted",
+                         **{"sink.counted__type": str(count_so), "sink.counted__topics": "telemetry",
+                            "sink.counted__fail_every": 5, "sink.counted__batch_records": 10}).start()
+    assert p.send("c1", 400, size=50, extra=("-t", 1)).returncode == 0
+    assert p.send("c2", 100, size=50, extra=("-t", 2)).returncode == 0
+    p.wait_sinks_caught_up()
+    counted = p.data / "sinks" / "counted.count"
+    assert counted.read_text().split()[:4] == ["records", "400", "bytes", "20000"]
+    # 400 records in batches of at most 10: 40 deliveries or more, every 5th refused
+    assert sinks(p)["counted"]["retries"] >= 8, "fail_every made some deliveries RETRY"
+    # a restart resumes from the blob: nothing counted twice
+    old = p.kill("sinkd")
+    p.wait_restarted("sinkd", old)
+    assert p.send("c1", 100, size=50, extra=("-t", 1)).returncode == 0
+    p.wait_sinks_caught_up()
+    assert counted.read_text().split()[:2] == ["records", "500"]
+
+
+def test_a_sink_that_cannot_load_stops_alone_and_says_why(pipeline_factory, tmp_path, count_so):
+    bad = tmp_path / "abi99.c"
+    bad.write_text('#include "sink.h"\n'
+                   'const struct sink_desc mi_sink_plugin = { .abi = 99, .name = "old" };\n')
+    so = tmp_path / "abi99.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-I", str(ROOT / "sinkd"), "-o", str(so), str(bad)], check=True)
+    p = pipeline_factory(sinkd__sinks="old, gone, disk",
+                         **{"sink.old__type": str(so), "sink.gone__type": str(tmp_path / "missing.so"),
+                            "sink.gone__whatever": "its keys are not judged"}).start()
+    assert p.send("alone", 200).returncode == 0
+    wait_for(lambda: sinks(p)["disk"]["records"] == 200, 20, "the disk instance to deliver")
+    st = sinks(p)
+    assert st["old"]["state"] == "stopped" and st["gone"]["state"] == "stopped"
+    assert f"{so}: built for sink ABI version 99, this sinkd speaks version 1" in st["old"]["last_error"]
+    assert "missing.so: cannot load" in st["gone"]["last_error"]
+    log = p.log.read_text()
+    assert "sink old: type" in log and "this instance does not run (the others do)" in log
+
+
+def test_a_failing_instance_does_not_hold_up_the_others(pipeline_factory, count_so):
+    # every delivery of 'flaky' is refused: it retries forever, with backoff
+    p = pipeline_factory(sinkd__sinks="flaky, disk",
+                         **{"sink.flaky__type": str(count_so), "sink.flaky__fail_every": 1,
+                            "sink.flaky__retry_min_ms": 10, "sink.flaky__retry_max_ms": 50}).start()
+    assert p.send("iso", 2000).returncode == 0
+    wait_for(lambda: sinks(p)["disk"]["committed_lsn"] >= p.stats()["durable_lsn"], 30,
+             "the healthy instance to commit everything")
+    assert_exactly_once(p.disk_entries(), {"iso": 2000})
+    st = wait_for(lambda: (lambda s: s if s["retries"] >= 3 else None)(sinks(p)["flaky"]), 30,
+                  "the failing instance to retry")
+    assert st["state"] == "retrying" and st["records"] == 0 and st["lag_bytes"] > 0
+    assert "refused on purpose" in st["last_error"]
+
+
+def test_an_instance_in_its_own_process_is_run_and_restarted_by_the_supervisor(pipeline_factory, count_so):
+    p = pipeline_factory(sinkd__sinks="disk, solo",
+                         **{"sink.solo__type": str(count_so), "sink.solo__process": "own"}).start()
+    assert p.send("own-0", 300).returncode == 0
+    wait_for(lambda: sinks(p).get("solo", {}).get("records") == 300, 30, "the own-process instance")
+    solo, main = sinks(p)["solo"]["pid"], p.pid("sinkd")
+    assert solo and solo != main
+    # killed, it comes back alone and resumes from its offset
+    import os, signal
+    os.kill(solo, signal.SIGKILL)
+    wait_for(lambda: sinks(p)["solo"]["pid"] not in (0, solo), 20, "sinkd --only solo restarted")
+    assert p.pid("sinkd") == main
+    assert p.send("own-0", 100).returncode == 0
+    p.wait_sinks_caught_up()
+    assert (p.data / "sinks" / "solo.count").read_text().split()[:2] == ["records", "400"]
+    assert_exactly_once(p.disk_entries(), {"own-0": 400})
