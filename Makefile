@@ -54,7 +54,8 @@ LIB     := $(BUILD)/libmi.a
 BINS := ingestd flusherd sinkd ingest-stats mi-send mi-load mi-fsync-probe mi-udp-flood mi-keys
 SRC_ingestd      := $(sort $(wildcard ingestd/*.c))
 SRC_flusherd     := $(sort $(wildcard flusherd/*.c))
-SRC_sinkd        := $(sort $(wildcard sinkd/*.c))
+# sinkd --backfill reads data/meta's checkpoint when no pipeline runs
+SRC_sinkd        := $(sort $(wildcard sinkd/*.c)) flusherd/ckpt.c
 SRC_ingest-stats := run/ingest-stats.c
 SRC_mi-send      := client/mi_send.c
 SRC_mi-load      := bench/mi_load.c

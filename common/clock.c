@@ -97,3 +97,43 @@ void clock_format_rfc3339(uint64_t ns, char *buf, unsigned len)
 	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", tm.tm_year + 1900, tm.tm_mon + 1,
 		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns % 1000000000ull));
 }
+
+int clock_parse_time(const char *s, uint64_t now_ns, uint64_t *ret_ns)
+{
+	if (!strcmp(s, "now")) {
+		*ret_ns = now_ns;
+		return 0;
+	}
+	if (s[0] != '-' && s[0] != '+')
+		return clock_parse_rfc3339(s, ret_ns);
+	const char *p = s + 1;
+	uint64_t n = 0;
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	while (*p >= '0' && *p <= '9') {
+		if (n > 1000000000ull)
+			return -EINVAL;
+		n = n * 10 + (uint64_t)(*p++ - '0');
+	}
+	uint64_t unit;
+	switch (*p++) {
+	case 's': unit = 1000000000ull; break;
+	case 'm': unit = 60 * 1000000000ull; break;
+	case 'h': unit = 3600 * 1000000000ull; break;
+	case 'd': unit = 86400 * 1000000000ull; break;
+	default: return -EINVAL;
+	}
+	if (*p || n > UINT64_MAX / unit)
+		return -EINVAL;
+	uint64_t d = n * unit;
+	if (s[0] == '-') {
+		if (d > now_ns)
+			return -EINVAL;
+		*ret_ns = now_ns - d;
+	} else {
+		if (d > UINT64_MAX - now_ns)
+			return -EINVAL;
+		*ret_ns = now_ns + d;
+	}
+	return 0;
+}

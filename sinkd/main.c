@@ -15,11 +15,13 @@
 #include <unistd.h>
 
 #include "common/cli.h"
+#include "common/clock.h"
 #include "common/fault.h"
 #include "common/log.h"
 #include "common/settings.h"
 #include "shm/atomic.h"
 #include "shm/shm.h"
+#include "sinkd/backfill.h"
 #include "sinkd/instance.h"
 #include "sinkd/offset.h"
 #include "sinkd/runner.h"
@@ -51,6 +53,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: sinkd [-c FILE] [--only NAME]\n"
+		"       sinkd [-c FILE] --backfill NAME [--from-lsn N | --since TIME]\n"
+		"                                       [--to-lsn N | --until TIME]\n"
 		"\n"
 		"The consumer stage of module-ingest: reads committed records from the WAL\n"
 		"segments and delivers them to every sink instance named in [sinkd] sinks,\n"
@@ -63,6 +67,12 @@ static void usage(FILE *f)
 		"                     other for a test); the main sinkd leaves process = own\n"
 		"                     instances to their own sinkd --only\n"
 		"      --list-own     print the instances with process = own, one a line\n"
+		"      --backfill NAME  run instance NAME once over [from, to) of the log and\n"
+		"                     exit, printing records, bytes and seconds; its live\n"
+		"                     offset is not touched; the pipeline may be running\n"
+		"      --from-lsn N, --to-lsn N  the range by LSN (default: the whole log)\n"
+		"      --since TIME, --until TIME  by server time: RFC 3339, now, or relative\n"
+		"                     (-15m, -2h, -1d); the first record at or after TIME\n"
 		"  -h, --help         this text\n"
 		"\n"
 		"Every instance has a section [sink.NAME] (docs/OPERATIONS.md, Sinks):\n"
@@ -178,21 +188,53 @@ fail_logged:
 
 int main(int argc, char **argv)
 {
-	enum { OPT_ONLY = 256, OPT_LIST_OWN };
+	enum { OPT_ONLY = 256, OPT_LIST_OWN, OPT_BACKFILL, OPT_FROM, OPT_TO, OPT_SINCE, OPT_UNTIL };
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "only", required_argument, NULL, OPT_ONLY },
 		{ "list-own", no_argument, NULL, OPT_LIST_OWN },
+		{ "backfill", required_argument, NULL, OPT_BACKFILL },
+		{ "from-lsn", required_argument, NULL, OPT_FROM },
+		{ "to-lsn", required_argument, NULL, OPT_TO },
+		{ "since", required_argument, NULL, OPT_SINCE },
+		{ "until", required_argument, NULL, OPT_UNTIL },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *config = NULL, *only = NULL;
-	int o, list_own = 0, ret = MI_EXIT_STARTUP;
+	const char *config = NULL, *only = NULL, *backfill = NULL;
+	struct backfill_args bf = { .stop = &stop_requested };
+	int o, list_own = 0, ret = MI_EXIT_STARTUP, have_lsn = 0;
+	uint64_t now = clock_real_ns();
 	while ((o = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
 		case OPT_ONLY: only = optarg; break;
 		case OPT_LIST_OWN: list_own = 1; break;
+		case OPT_BACKFILL: backfill = optarg; break;
+		case OPT_FROM:
+		case OPT_TO: {
+			char *end;
+			errno = 0;
+			unsigned long long v = strtoull(optarg, &end, 10);
+			if (errno || end == optarg || *end || optarg[0] == '-') {
+				fprintf(stderr, "sinkd: %s '%s': not an LSN (a whole number)\n",
+					o == OPT_FROM ? "--from-lsn" : "--to-lsn", optarg);
+				return CLI_EX_USAGE;
+			}
+			*(o == OPT_FROM ? &bf.from_lsn : &bf.to_lsn) = v;
+			have_lsn = 1;
+			break;
+		}
+		case OPT_SINCE:
+		case OPT_UNTIL:
+			if (clock_parse_time(optarg, now, o == OPT_SINCE ? &bf.since_ns : &bf.until_ns) < 0) {
+				fprintf(stderr, "sinkd: %s '%s': not a time (RFC 3339 such as 2026-12-03T10:00:00Z, "
+					"now, or relative such as -15m, -2h, -1d)\n", o == OPT_SINCE ? "--since" : "--until",
+					optarg);
+				return CLI_EX_USAGE;
+			}
+			*(o == OPT_SINCE ? &bf.by_since : &bf.by_until) = 1;
+			break;
 		case 'h': usage(stdout); return 0;
 		default:
 			cli_bad_option("sinkd", o, argv);
@@ -204,6 +246,16 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return CLI_EX_USAGE;
 	}
+	if (!backfill && (have_lsn || bf.by_since || bf.by_until)) {
+		fprintf(stderr, "sinkd: --from-lsn, --to-lsn, --since and --until go with --backfill NAME\n");
+		return CLI_EX_USAGE;
+	}
+	if ((bf.by_since && bf.from_lsn) || (bf.by_until && bf.to_lsn)) {
+		fprintf(stderr, "sinkd: give each end of the range once: --from-lsn or --since, --to-lsn or --until\n");
+		return CLI_EX_USAGE;
+	}
+	if (backfill)
+		only = backfill;
 	struct settings s;
 	cfg_t *cfg = NULL;
 	char err[CFG_ERR_LEN > SHM_ERR_LEN ? CFG_ERR_LEN : SHM_ERR_LEN];
@@ -229,12 +281,15 @@ int main(int argc, char **argv)
 	for (int i = 0; i < n && only; i++)
 		found |= !strcmp(insts[i].name, only);
 	if (!found) {
-		fprintf(stderr, "sinkd: --only %s: no such instance in [sinkd] sinks (%s)\n", only, s.sinks);
-		log_status("--only %s: no such instance in [sinkd] sinks (%s)", only, s.sinks);
+		const char *flag = backfill ? "--backfill" : "--only";
+		fprintf(stderr, "sinkd: %s %s: no such instance in [sinkd] sinks (%s)\n", flag, only, s.sinks);
+		log_status("%s %s: no such instance in [sinkd] sinks (%s)", flag, only, s.sinks);
 		goto out;
 	}
-	if (log_open("sinkd", s.log_file, (enum log_level)log_level_parse(s.log_level)) < 0) {
-		fprintf(stderr, "sinkd: log file %s: %s\n", s.log_file, strerror(errno));
+	/* a backfill is a command: its log lines go to stderr, the summary to stdout */
+	const char *log_file = backfill ? "/dev/stderr" : s.log_file;
+	if (log_open("sinkd", log_file, (enum log_level)log_level_parse(backfill ? "warn" : s.log_level)) < 0) {
+		fprintf(stderr, "sinkd: log file %s: %s\n", log_file, strerror(errno));
 		goto out;
 	}
 	fault_init();
@@ -242,6 +297,16 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	if (backfill) {
+		for (int i = 0; i < n; i++)
+			if (!strcmp(insts[i].name, backfill)) {
+				bf.progress = isatty(2);
+				ret = backfill_run(&s, &insts[i], &bf, err);
+				if (ret)
+					fprintf(stderr, "sinkd: --backfill %s: %s\n", backfill, err);
+			}
+		goto out;
+	}
 
 	shm_region_t reg = { .fd = -1 };
 	struct shm_geom g = { .nrings = (uint32_t)s.workers, .ndevices = (uint32_t)s.devices, .ring_bytes = s.ring_bytes };

@@ -87,9 +87,17 @@ struct sink_opt {
 
 enum sink_log_level { SINK_LOG_ERROR, SINK_LOG_WARN, SINK_LOG_INFO, SINK_LOG_DEBUG };
 
+/* sink_env.flags */
+#define SINK_ENV_BACKFILL 1u         /* a backfill run: see docs/SINKS.md */
+
 /* What the host tells a sink at init(); valid until exit(). */
 struct sink_env {
 	uint32_t abi;                /* SINK_ABI_VERSION of the host */
+	uint32_t flags;              /* SINK_ENV_* */
+	/* a backfill run delivers [backfill_from, backfill_to) once, from no
+	 * blob, and its commits are never stored: a sink whose output is not
+	 * keyed by LSN writes it apart from the live instance's */
+	uint64_t backfill_from, backfill_to;
 	const char *name;            /* the instance name */
 	const char *data_dir;        /* the pipeline's data directory */
 	/* one log line, prefixed "sink NAME: " by the host */

@@ -167,6 +167,13 @@ static int disk_init(void **state, const void *cfgp, const struct sink_env *env,
 		snprintf(d->dir, sizeof(d->dir), "%s", cfg->dir);
 	else
 		snprintf(d->dir, sizeof(d->dir), "%s/sinks/%s", env->data_dir, env->name);
+	/* appended entries are not keyed by LSN: a backfill run must not add
+	 * a second copy to the live files, nor cut them back */
+	if (env->flags & SINK_ENV_BACKFILL) {
+		size_t l = strlen(d->dir);
+		snprintf(d->dir + l, sizeof(d->dir) - l, "/backfill-%llu-%llu", (unsigned long long)env->backfill_from,
+			 (unsigned long long)env->backfill_to);
+	}
 	d->buffer_bytes = cfg->buffer_bytes;
 	d->files = calloc(DISK_TOPICS, sizeof(*d->files));
 	d->open_list = calloc(DISK_TOPICS, sizeof(*d->open_list));

@@ -153,3 +153,71 @@ def test_an_instance_in_its_own_process_is_run_and_restarted_by_the_supervisor(p
     p.wait_sinks_caught_up()
     assert (p.data / "sinks" / "solo.count").read_text().split()[:2] == ["records", "400"]
     assert_exactly_once(p.disk_entries(), {"own-0": 400})
+
+
+def backfill(p, *args):
+    return p.run(BIN / "sinkd", "-c", p.ini, "--backfill", *args, timeout=120)
+
+
+def test_backfill_runs_an_instance_over_a_range_without_touching_its_offset(pipeline):
+    p = pipeline
+    assert p.send("bf", 300).returncode == 0
+    p.wait_sinks_caught_up()
+    mid = p.stats()["durable_lsn"]
+    t_mid = subprocess.run(["date", "-u", "+%Y-%m-%dT%H:%M:%S.%NZ"], capture_output=True, text=True).stdout.strip()
+    assert p.send("bf", 200).returncode == 0
+    p.wait_sinks_caught_up()
+    end = p.stats()["durable_lsn"]
+    committed = sinks(p)["disk"]["committed_lsn"]
+    # by LSN, half-open: [0, mid) is exactly the first 300
+    r = backfill(p, "disk", "--from-lsn", 0, "--to-lsn", mid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"backfill disk: 300 records, 30000 bytes, LSN [0, {mid})"), r.stdout
+    got = entries(p.data / "sinks" / "disk" / f"backfill-0-{mid}")
+    assert_exactly_once(got[0], {"bf": 300})
+    # by server time: from the moment between the two sends to the end
+    r = backfill(p, "disk", "--since", t_mid)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"backfill disk: 200 records, 20000 bytes, LSN [{mid}, {end})"), r.stdout
+    got = entries(p.data / "sinks" / "disk" / f"backfill-{mid}-{end}")
+    assert sorted(e["seq"] for e in got[0]) == list(range(301, 501))
+    # the live instance: its files and offset as they were, each record once
+    assert_exactly_once(p.disk_entries(), {"bf": 500})
+    assert sinks(p)["disk"]["committed_lsn"] == committed
+    # an empty range is no error
+    r = backfill(p, "disk", "--since", "+1h")
+    assert r.returncode == 0 and r.stdout.startswith("backfill disk: 0 records"), r.stdout + r.stderr
+
+
+def test_backfill_after_a_clean_stop_reads_to_the_last_checkpoint(pipeline):
+    p = pipeline
+    assert p.send("bs", 250).returncode == 0
+    p.stop()
+    r = backfill(p, "disk", "--until", "now")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("backfill disk: 250 records"), r.stdout
+
+
+@pytest.mark.parametrize("args,msg", [
+    (("disk", "--since", "yesterday"), "--since 'yesterday': not a time"),
+    (("disk", "--from-lsn", "-3"), "--from-lsn '-3': not an LSN"),
+    (("nosuch",), "--backfill nosuch: no such instance"),
+    (("disk", "--from-lsn", "5"), "--from-lsn 5: not where a record starts"),
+])
+def test_backfill_refuses_a_bad_range_naming_it(pipeline, args, msg):
+    assert pipeline.send("bb", 10).returncode == 0
+    r = backfill(pipeline, *args)
+    assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+
+def test_backfill_of_a_retired_range_names_the_first_record_still_held(pipeline_factory):
+    p = pipeline_factory(wal__segment_bytes="1M").start()
+    assert p.send("ret", 30000, size=100).returncode == 0
+    p.stop()
+    segs = sorted((p.data / "wal").glob("*.seg"))
+    assert len(segs) >= 3
+    segs[0].unlink()          # as retention retires the oldest segment
+    first = int(segs[1].name.split(".")[0])
+    r = backfill(p, "disk", "--from-lsn", 0)
+    assert r.returncode == 2, r.stderr
+    assert f"retired everything before LSN {first} (server time 20" in r.stderr, r.stderr

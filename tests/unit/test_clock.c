@@ -219,10 +219,36 @@ static void test_parse_matches_timegm(void **state)
 	}
 }
 
+static void test_parse_time_relative_and_absolute(void **state)
+{
+	(void)state;
+	uint64_t now = 1800000000ull * 1000000000ull, t;
+	assert_int_equal(clock_parse_time("now", now, &t), 0);
+	assert_int_equal(t, now);
+	assert_int_equal(clock_parse_time("-15m", now, &t), 0);
+	assert_int_equal(t, now - 900ull * 1000000000ull);
+	assert_int_equal(clock_parse_time("-2h", now, &t), 0);
+	assert_int_equal(t, now - 7200ull * 1000000000ull);
+	assert_int_equal(clock_parse_time("+1d", now, &t), 0);
+	assert_int_equal(t, now + 86400ull * 1000000000ull);
+	assert_int_equal(clock_parse_time("-30s", now, &t), 0);
+	assert_int_equal(t, now - 30ull * 1000000000ull);
+	assert_int_equal(clock_parse_time("2026-12-03T10:00:00Z", now, &t), 0);
+	assert_int_equal(t, 1796292000ull * 1000000000ull);
+	const char *bad[] = { "", "-", "-15", "-15x", "-m", "15m", "--1m", "-1m2", "-99999999999d", "yesterday" };
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		t = 7;
+		if (clock_parse_time(bad[i], now, &t) != -EINVAL)
+			fail_msg("'%s' was accepted", bad[i]);
+		assert_int_equal(t, 7);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_utc_z),
+		cmocka_unit_test(test_parse_time_relative_and_absolute),
 		cmocka_unit_test(test_parse_fraction_any_digits),
 		cmocka_unit_test(test_parse_offsets),
 		cmocka_unit_test(test_parse_invalid_inputs),
