@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -387,49 +388,78 @@ static void sink_init(struct fix *f, struct sinkfix *s, const void *blob, size_t
 	assert_int_equal(sink_disk.init(&s->state, s->cfg, &env, blob, len, s->err), want);
 }
 
-static void topic_path(struct fix *f, int topic, char *buf, size_t len)
+/* The topic's files, oldest first (names sort by first LSN). */
+static size_t topic_files(struct fix *f, int topic, char paths[][160], size_t max)
 {
-	snprintf(buf, len, "%s/sinks/disk/topic-%d.log", f->dir, topic);
+	char pattern[160], dir[100];
+	snprintf(dir, sizeof(dir), "%s/sinks/disk", f->dir);
+	snprintf(pattern, sizeof(pattern), "topic-%d-", topic);
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort);
+	size_t k = 0;
+	for (int i = 0; i < n; i++) {
+		if (!strncmp(names[i]->d_name, pattern, strlen(pattern)) && k < max)
+			snprintf(paths[k++], 160, "%s/%s", dir, names[i]->d_name);
+		free(names[i]);
+	}
+	if (n >= 0)
+		free(names);
+	return k;
 }
 
-/* Every entry of the topic files is exactly seqs first..last once, in order. */
-static void expect_entries(struct fix *f, uint64_t first, uint64_t last, int with3_from)
+static off_t topic_bytes(struct fix *f, int topic)
 {
-	static struct entry e[128];
+	char paths[64][160];
+	size_t n = topic_files(f, topic, paths, 64);
+	off_t sum = 0;
+	for (size_t i = 0; i < n; i++)
+		sum += size_of(paths[i]);
+	return sum;
+}
+
+/* Every entry of the topic files is exactly seqs first..last once, in
+ * order; every file is named by the LSN of its first entry and, with
+ * file_max, no larger than that unless it holds one entry. */
+static void expect_entries(struct fix *f, uint64_t first, uint64_t last, int with3_from, off_t file_max)
+{
+	static struct entry e[256];
 	uint64_t seen = 0;
 	for (int t = 1; t <= 3; t++) {
-		char path[160];
-		topic_path(f, t, path, sizeof(path));
-		size_t n = parse_topic(path, e, 128);
+		char paths[64][160];
+		size_t nf = topic_files(f, t, paths, 64);
 		uint64_t prev = 0;
-		for (size_t i = 0; i < n; i++) {
-			assert_int_equal(e[i].topic, t);
-			assert_true(e[i].seq >= first && e[i].seq <= last && e[i].seq > prev);
-			assert_int_equal(e[i].lsn, e[i].seq * 1000);
-			assert_int_equal(e[i].plen, 300 + e[i].seq % 50);
-			if (t == 3)
-				assert_true(e[i].seq >= (uint64_t)with3_from);
-			prev = e[i].seq;
+		for (size_t k = 0; k < nf; k++) {
+			size_t n = parse_topic(paths[k], e, 256);
+			if (file_max && n > 1)
+				assert_true(size_of(paths[k]) <= file_max);
+			for (size_t i = 0; i < n; i++) {
+				if (i == 0) {
+					char want[40];
+					snprintf(want, sizeof(want), "-%020llu.log", (unsigned long long)e[0].lsn);
+					assert_non_null(strstr(paths[k], want));
+				}
+				assert_int_equal(e[i].topic, t);
+				assert_true(e[i].seq >= first && e[i].seq <= last && e[i].seq > prev);
+				assert_int_equal(e[i].lsn, e[i].seq * 1000);
+				assert_int_equal(e[i].plen, 300 + e[i].seq % 50);
+				if (t == 3)
+					assert_true(e[i].seq >= (uint64_t)with3_from);
+				prev = e[i].seq;
+			}
+			seen += n;
 		}
-		seen += n;
 	}
 	assert_int_equal(seen, last - first + 1);
 }
 
-static void test_disk_sink_cuts_back_to_the_commit_after_a_crash(void **state)
+static void disk_cfg(struct fix *f, struct sinkfix *s, const char *keys)
 {
-	struct fix *f = *state;
-	struct sinkfix *s = calloc(1, sizeof(*s));
-	char ini[128], err[CFG_ERR_LEN], path[160];
+	char ini[128], err[CFG_ERR_LEN];
 	cfg_t *cfg;
-	uint32_t retry = 100;
-	void *blob;
-	size_t blob_len;
-	assert_non_null(s);
 	snprintf(ini, sizeof(ini), "%s/sink.ini", f->dir);
 	FILE *fp = fopen(ini, "w");
 	assert_non_null(fp);
-	fputs("[sink.disk]\nbuffer_bytes = 4096\n", fp);
+	fprintf(fp, "[sink.disk]\nbuffer_bytes = 4096\n%s", keys);
 	fclose(fp);
 	assert_int_equal(cfg_open(ini, &cfg, err), 0);
 	s->cfg = calloc(1, sink_disk.cfg_size);
@@ -438,38 +468,57 @@ static void test_disk_sink_cuts_back_to_the_commit_after_a_crash(void **state)
 	assert_int_equal(instance_rows(&sink_disk, "sink.disk", rows, err), 0);
 	assert_int_equal(cfg_apply(cfg, rows, sink_disk.nopts, s->cfg, err), 0);
 	cfg_close(cfg);
+}
 
-	/* first start: deliver 30 records, commit */
+/* The blob's committed size of the topic: "MDB2", count, (topic, first, size)... */
+static uint64_t blob_size(const void *blob, size_t len, int topic)
+{
+	const uint8_t *b = blob;
+	assert_int_equal(mi_get32(b), 0x3242444du);
+	assert_int_equal(len, 8 + 18 * (size_t)mi_get32(b + 4));
+	for (uint32_t i = 0; i < mi_get32(b + 4); i++)
+		if (mi_get16(b + 8 + 18 * i) == topic)
+			return mi_get64(b + 8 + 18 * i + 10);
+	fail_msg("topic %d not in the blob", topic);
+	return 0;
+}
+
+/* Deliver 30, commit; deliver 60 more (a new topic among them) without a
+ * commit, crash; restart from the stored blob: exactly the commit; then
+ * redelivered, every record once.  With file_max the files rotate. */
+static void crash_and_cut_back(struct fix *f, const char *keys, off_t file_max)
+{
+	struct sinkfix *s = calloc(1, sizeof(*s));
+	uint32_t retry = 100;
+	void *blob;
+	size_t blob_len;
+	assert_non_null(s);
+	disk_cfg(f, s, keys);
+
 	sink_init(f, s, NULL, 0, 0);
 	make_items(s, 1, 30, 0);
 	assert_int_equal(sink_disk.deliver(s->state, s->items, 30, &retry, s->err), SINK_OK);
 	assert_int_equal(sink_disk.commit(s->state, &blob, &blob_len, s->err), 0);
-	assert_int_equal(blob_len, 4 + 2 * 10);
-	assert_int_equal(mi_get32(blob), 2);
 	off_t committed[3];
 	for (int t = 1; t <= 2; t++) {
-		topic_path(f, t, path, sizeof(path));
-		committed[t] = size_of(path);
-		for (int i = 0; i < 2; i++)
-			if (mi_get16((uint8_t *)blob + 4 + 10 * i) == t)
-				assert_int_equal(mi_get64((uint8_t *)blob + 6 + 10 * i), committed[t]);
+		committed[t] = topic_bytes(f, t);
+		char paths[64][160];
+		size_t nf = topic_files(f, t, paths, 64);
+		assert_int_equal(blob_size(blob, blob_len, t), size_of(paths[nf - 1]));
 	}
-	expect_entries(f, 1, 30, 0);
+	expect_entries(f, 1, 30, 0, file_max);
 	/* sinkd stores (lsn, blob); the crash keeps only that */
 	assert_int_equal(offset_store(f->sinks, "disk", 30000, blob, blob_len), 0);
 	free(blob);
 
 	/* more, with a new topic, never committed: part of it reaches the
-	 * files (the 4 KiB buffers overflow), then the process dies */
+	 * files (the 4 KiB buffers overflow, files rotate), then it dies */
 	make_items(s, 31, 60, 1);
 	assert_int_equal(sink_disk.deliver(s->state, s->items, 60, &retry, s->err), SINK_OK);
 	sink_disk.exit(s->state);
-	for (int t = 1; t <= 2; t++) {
-		topic_path(f, t, path, sizeof(path));
-		assert_true(size_of(path) > committed[t]);
-	}
-	topic_path(f, 3, path, sizeof(path));
-	assert_true(size_of(path) > 0);
+	for (int t = 1; t <= 2; t++)
+		assert_true(topic_bytes(f, t) > committed[t]);
+	assert_true(topic_bytes(f, 3) > 0);
 
 	/* restart from the stored blob: back to the commit exactly */
 	uint64_t lsn;
@@ -477,26 +526,106 @@ static void test_disk_sink_cuts_back_to_the_commit_after_a_crash(void **state)
 	assert_int_equal(lsn, 30000);
 	sink_init(f, s, blob, blob_len, 0);
 	free(blob);
-	for (int t = 1; t <= 2; t++) {
-		topic_path(f, t, path, sizeof(path));
-		assert_int_equal(size_of(path), committed[t]);
-	}
-	topic_path(f, 3, path, sizeof(path));
-	assert_int_equal(size_of(path), 0);
-	expect_entries(f, 1, 30, 0);
+	for (int t = 1; t <= 2; t++)
+		assert_int_equal(topic_bytes(f, t), committed[t]);
+	char none[1][160];
+	assert_int_equal(topic_files(f, 3, none, 1), 0);
+	expect_entries(f, 1, 30, 0, file_max);
 
 	/* redelivered and committed: every record exactly once */
 	assert_int_equal(sink_disk.deliver(s->state, s->items, 60, &retry, s->err), SINK_OK);
 	assert_int_equal(sink_disk.commit(s->state, &blob, &blob_len, s->err), 0);
-	assert_int_equal(mi_get32(blob), 3);
+	assert_int_equal(mi_get32((uint8_t *)blob + 4), 3);
 	free(blob);
 	sink_disk.exit(s->state);
-	expect_entries(f, 1, 90, 31);
+	expect_entries(f, 1, 90, 31, file_max);
 
 	/* a resume blob of the wrong shape is refused */
 	uint8_t bad[7] = { 1, 0, 0, 0, 1, 0, 0 };
 	sink_init(f, s, bad, sizeof(bad), -EBADMSG);
 	assert_non_null(strstr(s->err, "damaged"));
+	free(s->cfg);
+	free(s);
+}
+
+static void test_disk_sink_cuts_back_to_the_commit_after_a_crash(void **state)
+{
+	crash_and_cut_back(*state, "file_bytes = 0\n", 0);
+}
+
+static void test_disk_sink_rotates_files_and_cuts_back_across_them(void **state)
+{
+	struct fix *f = *state;
+	crash_and_cut_back(f, "file_bytes = 2K\n", 2048);
+	char paths[64][160];
+	assert_true(topic_files(f, 1, paths, 64) >= 4);
+}
+
+static void test_disk_sink_keeps_keep_files_per_topic(void **state)
+{
+	struct fix *f = *state;
+	struct sinkfix *s = calloc(1, sizeof(*s));
+	uint32_t retry = 100;
+	void *blob;
+	size_t blob_len;
+	disk_cfg(f, s, "file_bytes = 1K\nkeep_files = 2\n");
+	sink_init(f, s, NULL, 0, 0);
+	make_items(s, 1, 60, 0);
+	assert_int_equal(sink_disk.deliver(s->state, s->items, 60, &retry, s->err), SINK_OK);
+	assert_int_equal(sink_disk.commit(s->state, &blob, &blob_len, s->err), 0);
+	free(blob);
+	sink_disk.exit(s->state);
+	char paths[64][160];
+	static struct entry e[64];
+	for (int t = 1; t <= 2; t++) {
+		assert_int_equal(topic_files(f, t, paths, 64), 2);
+		/* the newest two: the last records of the topic are there */
+		size_t n = parse_topic(paths[1], e, 64);
+		assert_true(n >= 1);
+		assert_true(e[n - 1].seq >= 59);
+	}
+	free(s->cfg);
+	free(s);
+}
+
+static void test_disk_sink_takes_over_unrotated_files_of_an_earlier_version(void **state)
+{
+	struct fix *f = *state;
+	struct sinkfix *s = calloc(1, sizeof(*s));
+	uint32_t retry = 100;
+	void *blob;
+	size_t blob_len;
+	disk_cfg(f, s, "file_bytes = 0\n");
+	sink_init(f, s, NULL, 0, 0);
+	make_items(s, 1, 20, 0);
+	assert_int_equal(sink_disk.deliver(s->state, s->items, 20, &retry, s->err), SINK_OK);
+	assert_int_equal(sink_disk.commit(s->state, &blob, &blob_len, s->err), 0);
+	sink_disk.exit(s->state);
+	/* as an earlier version left them: topic-<id>.log, and its blob form */
+	uint8_t old[4 + 2 * 10];
+	mi_put32(old, 2);
+	for (int t = 1; t <= 2; t++) {
+		char paths[4][160], legacy[160];
+		assert_int_equal(topic_files(f, t, paths, 4), 1);
+		snprintf(legacy, sizeof(legacy), "%s/sinks/disk/topic-%d.log", f->dir, t);
+		assert_int_equal(rename(paths[0], legacy), 0);
+		mi_put16(old + 4 + 10 * (t - 1), (uint16_t)t);
+		mi_put64(old + 6 + 10 * (t - 1), (uint64_t)size_of(legacy) - (t == 1 ? 400 : 0));
+	}
+	free(blob);
+	/* topic 1's blob size is an entry short of its file: cut there */
+	off_t t1 = 0;
+	{
+		char legacy[160];
+		snprintf(legacy, sizeof(legacy), "%s/sinks/disk/topic-1.log", f->dir);
+		t1 = size_of(legacy);
+	}
+	sink_init(f, s, old, sizeof(old), 0);
+	sink_disk.exit(s->state);
+	char paths[4][160];
+	assert_int_equal(topic_files(f, 1, paths, 4), 1);
+	assert_int_equal(size_of(paths[0]), t1 - 400);
+	assert_non_null(strstr(paths[0], "topic-1-00000000000000002000.log"));   /* its first entry's LSN (seq 2) */
 	free(s->cfg);
 	free(s);
 }
@@ -514,6 +643,9 @@ int main(void)
 		T(test_reader_jumps_forward_past_a_preallocated_segment),
 		T(test_reader_without_the_segment_is_enoent),
 		T(test_disk_sink_cuts_back_to_the_commit_after_a_crash),
+		T(test_disk_sink_rotates_files_and_cuts_back_across_them),
+		T(test_disk_sink_keeps_keep_files_per_topic),
+		T(test_disk_sink_takes_over_unrotated_files_of_an_earlier_version),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
