@@ -149,18 +149,22 @@ int main(int argc, char **argv)
 			char *es = e ? json_dumps(e, JSON_ENCODE_ANY) : NULL;
 			printf("%s{\"name\":\"%.32s\",\"type\":\"%.32s\",\"state\":\"%s\",\"pid\":%d,"
 			       "\"committed_lsn\":%llu,\"delivered_lsn\":%llu,\"lag_bytes\":%llu,\"lag_age_s\":%.3f,"
+			       "\"lag_records\":%llu,\"lag_records_exact\":%s,"
 			       "\"records\":%llu,\"bytes\":%llu,\"retries\":%llu,\"failures\":%llu,"
 			       "\"last_error\":%s}",
 			       n++ ? "," : "", sk->name, sk->type, st, up ? sk->pid : 0, (unsigned long long)c,
-			       (unsigned long long)cur, (unsigned long long)lag, age, (unsigned long long)sk->records,
+			       (unsigned long long)cur, (unsigned long long)lag, age,
+			       (unsigned long long)shm_load_relaxed(&sk->lag_records),
+			       shm_load_relaxed(&sk->lag_exact) ? "true" : "false", (unsigned long long)sk->records,
 			       (unsigned long long)sk->bytes, (unsigned long long)sk->retries,
 			       (unsigned long long)sk->failures, es ? es : "\"\"");
 			free(es);
 			json_decref(e);
 		} else {
-			printf("  %-12s %-6s %-9s committed LSN %llu, lag %llu bytes (%.1f s), %llu records %llu bytes, "
-			       "%llu retries, %llu failures%s%s\n",
-			       sk->name, sk->type, st, (unsigned long long)c, (unsigned long long)lag, age,
+			printf("  %-12s %-6s %-9s committed LSN %llu, lag %s%llu records %llu bytes (%.1f s), delivered "
+			       "%llu records %llu bytes, %llu retries, %llu failures%s%s\n",
+			       sk->name, sk->type, st, (unsigned long long)c, shm_load_relaxed(&sk->lag_exact) ? "" : ">= ",
+			       (unsigned long long)shm_load_relaxed(&sk->lag_records), (unsigned long long)lag, age,
 			       (unsigned long long)sk->records, (unsigned long long)sk->bytes,
 			       (unsigned long long)sk->retries, (unsigned long long)sk->failures,
 			       errbuf[0] ? "; last error: " : "", errbuf);

@@ -89,6 +89,9 @@ struct shm_sink {
 	uint64_t retries;               /* deliveries or commits retried */
 	uint64_t failures;              /* deliveries or commits that failed */
 	uint64_t oldest_ns;             /* server time of the oldest undelivered record; 0: caught up */
+	uint64_t lag_records;           /* its topics' records not yet delivered, counted ahead ... */
+	uint32_t lag_exact;             /* ... up to the durable end (0: still counting: at least) */
+	uint32_t pad_;
 	uint64_t skipped_records, skipped_bytes;
 	char last_error[160];
 };

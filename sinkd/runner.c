@@ -144,10 +144,52 @@ static int full(const struct runner *r, const struct batch *b)
 	return b->n >= r->p.batch_records || b->bytes >= r->p.batch_bytes;
 }
 
+/* Lag in records: a second reader counts the instance's records from the
+ * cursor towards the durable end, a bounded number per pass, so the count
+ * costs a header read per record and never holds up delivery. */
+struct scout {
+	struct reader rd;
+	uint64_t lsn;        /* counted up to here ... */
+	uint64_t n;          /* ... n of the instance's records from the cursor */
+};
+
+#define SCOUT_STEP 4096
+
+static void scout_step(struct runner *r, struct scout *sc, uint64_t limit)
+{
+	if (sc->lsn < r->cursor) {
+		sc->lsn = r->cursor;
+		sc->n = 0;
+	}
+	int e;
+	const struct rec_hdr *h;
+	for (int i = 0; i < SCOUT_STEP && sc->lsn < limit && (h = reader_at(&sc->rd, sc->lsn, &e)); i++) {
+		if (h->type == REC_DATA && wanted(r, h->topic))
+			sc->n++;
+		sc->lsn += rec_total(h);
+	}
+	shm_store_relaxed(&r->pub->lag_records, sc->n);
+	shm_store_relaxed(&r->pub->lag_exact, sc->lsn >= limit);
+}
+
+/* The cursor moved past `delivered` of the counted records (to `to`). */
+static void scout_passed(struct runner *r, struct scout *sc, uint64_t to, uint64_t delivered)
+{
+	if (sc->lsn >= to && sc->n >= delivered) {
+		sc->n -= delivered;
+	} else {
+		sc->lsn = to;
+		sc->n = 0;
+	}
+	shm_store_relaxed(&r->pub->lag_records, sc->n);
+}
+
 /* Back to the last commit after a failure: the same records again, later. */
-static void rewind_after(struct runner *r, int *retrying, uint32_t delay_ms)
+static void rewind_after(struct runner *r, struct scout *sc, int *retrying, uint32_t delay_ms)
 {
 	r->cursor = r->committed;
+	sc->lsn = r->cursor;   /* counted again from there */
+	sc->n = 0;
 	*retrying = 1;
 	set_state(r, SINK_ST_RETRYING);
 	shm_store_relaxed(&r->pub->retries, r->pub->retries + 1);
@@ -161,6 +203,7 @@ int runner_run(struct runner *r)
 	struct reader rd;
 	struct batch b = { .recs = malloc(r->p.batch_records * sizeof(*b.recs)) };
 	struct backoff bo;
+	struct scout sc = { .lsn = 0 };
 	char err[SINK_ERR_LEN];
 	int retrying = 0, read_failing = 0, ret = 0;
 	uint64_t last_commit = clock_mono_ns(), first_seen = 0;
@@ -171,6 +214,7 @@ int runner_run(struct runner *r)
 	}
 	backoff_init(&bo, r->p.retry_min_ms, r->p.retry_max_ms);
 	reader_init(&rd, r->wal_dir, r->segment_bytes);
+	reader_init(&sc.rd, r->wal_dir, r->segment_bytes);
 	r->cursor = r->committed = r->start_lsn;
 	shm_store_relaxed(&r->pub->cursor_lsn, r->cursor);
 	set_state(r, SINK_ST_RUNNING);
@@ -186,11 +230,12 @@ int runner_run(struct runner *r)
 			 * the WAL's fdatasync would queue behind it) */
 			uint64_t every = r->p.commit_ms * MS, wait = 100 * MS;
 			shm_store_relaxed(&r->pub->oldest_ns, 0);
+			scout_step(r, &sc, limit);
 			if (r->committed != r->cursor) {
 				if (now - last_commit >= every) {
 					last_commit = now;
 					if (commit(r) < 0) {
-						rewind_after(r, &retrying, backoff_next(&bo));
+						rewind_after(r, &sc, &retrying, backoff_next(&bo));
 						continue;
 					}
 				} else if (every - (now - last_commit) < wait) {
@@ -214,6 +259,7 @@ int runner_run(struct runner *r)
 		}
 		read_failing = 0;
 		if (b.n == 0) {
+			scout_passed(r, &sc, b.end, 0);
 			r->cursor = b.end;   /* other topics, MARKs */
 			shm_store_relaxed(&r->pub->cursor_lsn, r->cursor);
 			continue;
@@ -230,11 +276,13 @@ int runner_run(struct runner *r)
 			}
 		}
 		first_seen = 0;
+		scout_step(r, &sc, limit);
 		uint32_t retry_ms = backoff_next(&bo);
 		enum sink_rc rc = r->d->deliver(r->state, b.recs, b.n, &retry_ms, err);
 		if (rc == SINK_OK) {
 			fault_point("sinkd.after_deliver");
 			backoff_reset(&bo);
+			scout_passed(r, &sc, b.end, b.n);
 			r->cursor = b.end;
 			r->delivered_records += b.n;
 			r->delivered_bytes += b.bytes;
@@ -250,7 +298,7 @@ int runner_run(struct runner *r)
 			if (retrying || now - last_commit >= r->p.commit_ms * MS) {
 				last_commit = now;
 				if (commit(r) < 0) {
-					rewind_after(r, &retrying, backoff_next(&bo));
+					rewind_after(r, &sc, &retrying, backoff_next(&bo));
 				} else if (retrying) {
 					log_info("sink %s: delivering again", r->name);
 					retrying = 0;
@@ -273,7 +321,7 @@ int runner_run(struct runner *r)
 		note_error(r, err);
 		if (!retrying)
 			log_warn("sink %s: %s; retrying from LSN %llu", r->name, err, (unsigned long long)r->committed);
-		rewind_after(r, &retrying, retry_ms);
+		rewind_after(r, &sc, &retrying, retry_ms);
 	}
 	if (r->committed != r->cursor && !retrying)
 		commit(r);
@@ -281,6 +329,7 @@ int runner_run(struct runner *r)
 out:
 	free(b.recs);
 	reader_close(&rd);
+	reader_close(&sc.rd);
 	return ret;
 }
 

@@ -135,6 +135,10 @@ def test_a_failing_instance_does_not_hold_up_the_others(pipeline_factory, count_
                   "the failing instance to retry")
     assert st["state"] == "retrying" and st["records"] == 0 and st["lag_bytes"] > 0
     assert "refused on purpose" in st["last_error"]
+    # its lag in records: every one of them, counted to the durable end
+    wait_for(lambda: (lambda s: s["lag_records_exact"] and s["lag_records"] == 2000)(sinks(p)["flaky"]), 30,
+             "the failing instance's lag to count 2000 records")
+    assert sinks(p)["disk"]["lag_records"] == 0
 
 
 def test_an_instance_in_its_own_process_is_run_and_restarted_by_the_supervisor(pipeline_factory, count_so):

@@ -206,6 +206,7 @@ static void test_delivers_every_record_once_in_order_in_bounded_batches(void **s
 	assert_int_equal(stored_offset(f), f->end);
 	assert_int_equal(f->pub.committed_lsn, f->end);
 	assert_int_equal(f->pub.state, SINK_ST_OFF);
+	assert_int_equal(f->pub.lag_records, 0);
 }
 
 static void test_gets_only_its_topics_and_commits_past_the_others(void **state)
@@ -274,6 +275,9 @@ static void test_fatal_stops_the_instance_and_says_why(void **state)
 	assert_string_equal(f->pub.last_error, "fake: told to fail");
 	assert_int_equal(f->fake.batches, 1);   /* the first batch only */
 	assert_true(f->fake.n >= 1 && f->fake.n <= 16);
+	/* what it had not delivered, counted to the end of the log */
+	assert_int_equal(f->pub.lag_records, NREC - f->fake.n);
+	assert_int_equal(f->pub.lag_exact, 1);
 }
 
 static void test_a_backfill_run_never_writes_the_offset(void **state)
