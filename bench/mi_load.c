@@ -161,6 +161,7 @@ struct opts {
 	uint64_t rate;
 	double duration;
 	uint64_t premade;   /* frames made per connection before the clock starts; 0: live */
+	uint32_t topics;    /* connection i sends on topic 1 + i % topics; 0: topic 0 */
 	int json, mac, seal, handshakes;
 };
 
@@ -422,12 +423,13 @@ static void ack_upto(struct conn *c, uint64_t upto)
 /* Builds frames seq .. seq + n - 1 of c's session at p, all with ts_ns ts. */
 static void build_frames(const struct conn *c, uint8_t *p, uint64_t seq, uint64_t n, uint64_t ts)
 {
-	struct mi_hdr h = { .version = MI_VERSION, .type = MI_DATA, .flags = o.mac ? MI_F_MAC : 0,
+	uint16_t topic = o.topics ? (uint16_t)(1 + c->idx % o.topics) : 0;
+	struct mi_hdr h = { .version = MI_VERSION, .type = MI_DATA, .flags = o.mac ? MI_F_MAC : 0, .topic = topic,
 			    .len = o.size + auth_len, .pcrc = payload_crc, .ts_ns = ts };
 	for (uint64_t i = 0; i < n; i++, p += frame_len) {
 		h.seq = seq + i;
 		if (o.seal) {
-			mic_seal_frame(p, frame_len, c->sess, c->snonce, 0, h.seq, ts, payload, o.size);
+			mic_seal_frame(p, frame_len, c->sess, c->snonce, topic, h.seq, ts, payload, o.size);
 			continue;
 		}
 		memcpy(p + MI_HDR_LEN, payload, o.size);
@@ -782,6 +784,7 @@ static const char usage[] =
 	"usage: mi-load [-h HOST] [-p PORT] [-c CONNECTIONS] [-w WINDOW] [-s SIZE] [-r RATE]\n"
 	"               [-d SECONDS] [--devices-prefix P] [--json]\n"
 	"               [--keys-file FILE [--mac | --seal]] [--handshakes] [--premade N]\n"
+	"               [--topics N]\n"
 	"\n"
 	"  -h HOST    server (default 127.0.0.1)        -p PORT   (default 7400)\n"
 	"  -c N       connections, one device each (default 1)\n"
@@ -790,6 +793,7 @@ static const char usage[] =
 	"  -r N       total frames/s, 0 = unlimited (default 0)\n"
 	"  -d SEC     sending time (default 10); then up to 5 s more for ACKs\n"
 	"  --devices-prefix P   device ids are P0, P1, ... (default load-)\n"
+	"  --topics N connection i sends on topic 1 + i % N (default 0: all on topic 0)\n"
 	"  --json     one JSON object line on stdout instead of the text report\n"
 	"  --keys-file FILE  keys mode: the device registry (mi-keys; mode 0600); each\n"
 	"             connection's device P<i> must be there, enabled; HELLO, CHALLENGE,\n"
@@ -836,6 +840,7 @@ static int parse(int argc, char **argv)
 		{ "seal", no_argument, 0, 'E' },
 		{ "handshakes", no_argument, 0, 'S' },
 		{ "premade", required_argument, 0, 'F' },
+		{ "topics", required_argument, 0, 'T' },
 		{ "help", no_argument, 0, 'H' },
 		{ 0, 0, 0, 0 },
 	};
@@ -851,6 +856,7 @@ static int parse(int argc, char **argv)
 		case 'E': o.seal = 1; break;
 		case 'S': o.handshakes = 1; break;
 		case 'F': if (num(optarg, 1e9, &v) < 0 || v < 1) return -1; o.premade = (uint64_t)v; break;
+		case 'T': if (num(optarg, 65535, &v) < 0) return -1; o.topics = (uint32_t)v; break;
 		case 'H': fputs(usage, stdout); exit(0);
 		case 'p': if (num(optarg, 65535, &v) < 0 || v < 1) return -1; o.port = (uint16_t)v; break;
 		case 'c': if (num(optarg, 1000000, &v) < 0 || v < 1) return -1; o.conns = (uint32_t)v; break;
