@@ -105,18 +105,6 @@ static void *job_main(void *arg)
 	return NULL;
 }
 
-static void env_log(const struct sink_env *env, enum sink_log_level level, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	static const enum log_level map[] = { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
-	log_msg(map[(unsigned)level <= SINK_LOG_DEBUG ? level : SINK_LOG_DEBUG], "sink %s (backfill): %s",
-		env->name, buf);
-}
-
 int backfill_run(const struct settings *s, struct sink_inst *in, const struct backfill_args *a,
 		 char err[CFG_ERR_LEN])
 {
@@ -149,8 +137,8 @@ int backfill_run(const struct settings *s, struct sink_inst *in, const struct ba
 		goto out;
 
 	struct sink_env env = { .abi = SINK_ABI_VERSION, .flags = SINK_ENV_BACKFILL, .backfill_from = from,
-				.backfill_to = to, .name = in->name, .data_dir = s->data_dir, .log = env_log,
-				.topic_name = NULL, .host = (void *)s };
+				.backfill_to = to, .name = in->name, .data_dir = s->data_dir, .log = instance_log,
+				.topic_name = instance_topic_name, .host = (void *)s };
 	char serr[SINK_ERR_LEN];
 	if (in->d->init(&state, in->cfg, &env, NULL, 0, serr) < 0) {
 		snprintf(err, CFG_ERR_LEN, "sink %s: init: %s", in->name, serr);

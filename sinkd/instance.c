@@ -2,12 +2,14 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "common/log.h"
 #include "shm/shm.h"
 
 extern const struct sink_desc sink_disk;
@@ -283,4 +285,25 @@ void instances_free(struct sink_inst *insts, unsigned n)
 		insts[i].topics = NULL;
 		insts[i].dl = NULL;
 	}
+}
+
+void instance_log(const struct sink_env *env, enum sink_log_level level, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	static const enum log_level map[] = { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+	log_msg(map[(unsigned)level <= SINK_LOG_DEBUG ? level : SINK_LOG_DEBUG], "sink %s%s: %s", env->name,
+		env->flags & SINK_ENV_BACKFILL ? " (backfill)" : "", buf);
+}
+
+const char *instance_topic_name(const struct sink_env *env, uint16_t topic)
+{
+	const struct settings *s = env->host;
+	for (uint32_t i = 0; i < s->ntopics; i++)
+		if (s->topics[i].id == topic)
+			return s->topics[i].name;
+	return NULL;
 }

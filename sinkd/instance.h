@@ -50,6 +50,13 @@ void instances_free(struct sink_inst *insts, unsigned n);
 /* The type's keys as config rows of `section` (d->nopts of them). */
 int instance_rows(const struct sink_desc *d, const char *section, struct cfg_opt *rows, char err[CFG_ERR_LEN]);
 
+/* sink_env.log for every instance: one line, "sink NAME: ...". */
+void instance_log(const struct sink_env *env, enum sink_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* sink_env.topic_name: env->host is the struct settings. */
+const char *instance_topic_name(const struct sink_env *env, uint16_t topic);
+
 /* Built-in sink types, NULL-terminated. */
 extern const struct sink_desc *const sink_builtins[];
 #endif

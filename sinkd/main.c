@@ -88,26 +88,6 @@ static void usage(FILE *f)
 	cfg_print_help(f, settings_opts, settings_nopts);
 }
 
-static void env_log(const struct sink_env *env, enum sink_log_level level, const char *fmt, ...)
-{
-	char buf[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	static const enum log_level map[] = { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
-	log_msg(map[(unsigned)level <= SINK_LOG_DEBUG ? level : SINK_LOG_DEBUG], "sink %s: %s", env->name, buf);
-}
-
-static const char *env_topic_name(const struct sink_env *env, uint16_t topic)
-{
-	const struct settings *s = env->host;
-	for (uint32_t i = 0; i < s->ntopics; i++)
-		if (s->topics[i].id == topic)
-			return s->topics[i].name;
-	return NULL;
-}
-
 static void *run_main(void *arg)
 {
 	struct run *u = arg;
@@ -149,7 +129,7 @@ static int start(struct run *u, const struct settings *s, struct shm_ctl *ctl, c
 		goto fail;
 	}
 	u->env = (struct sink_env){ .abi = SINK_ABI_VERSION, .name = in->name, .data_dir = s->data_dir,
-				    .log = env_log, .topic_name = env_topic_name, .host = (void *)s };
+				    .log = instance_log, .topic_name = instance_topic_name, .host = (void *)s };
 	r = in->d->init(&u->state, in->cfg, &u->env, blob, blob_len, err);
 	free(blob);
 	if (r < 0) {

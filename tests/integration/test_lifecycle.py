@@ -53,6 +53,19 @@ def crash_everything(p):
     wait_for(gone, 10, "the stages to be gone")
 
 
+def supervise_to_the_end(p):
+    """run/supervise on p's config, for a pipeline that is to stop by itself:
+    its exit status."""
+    with open(p.log, "wb") as log:
+        sup = subprocess.Popen([str(ROOT / "run" / "supervise"), "-c", str(p.ini), "-b", str(BIN)],
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            return sup.wait(60)
+        finally:
+            if sup.poll() is None:
+                os.killpg(sup.pid, signal.SIGKILL)
+
+
 def test_clean_stop_leaves_no_region_and_a_changed_geometry_simply_applies(pipeline_factory, tmp_path):
     p = pipeline_factory().start()
     assert p.send("life-0", 100).returncode == 0
@@ -113,14 +126,7 @@ def test_a_second_pipeline_with_the_same_instance_is_refused_and_the_first_runs_
     first = pipeline_factory().start()
     second = elsewhere(instance__name=first.instance)
     second.instance = "not-" + first.instance   # its cleanup must not touch the first's region
-    log = open(second.log, "wb")
-    sup = subprocess.Popen([str(ROOT / "run" / "supervise"), "-c", str(second.ini), "-b", str(BIN)],
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        assert sup.wait(60) == 1
-    finally:
-        if sup.poll() is None:
-            os.killpg(sup.pid, signal.SIGKILL)
+    assert supervise_to_the_end(second) == 1
     text = second.log.read_text()
     last = text.strip().splitlines()[-1]
     # whichever stage gave up first says who holds the instance
@@ -159,13 +165,6 @@ def pipeline_pid(log):
 def test_a_stage_that_cannot_start_stops_the_pipeline_with_its_message(pipeline_factory):
     p = pipeline_factory()
     p.ini.write_text(p.ini.read_text() + "\n[wal]\ncommit_byts = 1M\n")
-    log = open(p.log, "wb")
-    sup = subprocess.Popen([str(ROOT / "run" / "supervise"), "-c", str(p.ini), "-b", str(BIN)],
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        assert sup.wait(60) == 1
-    finally:
-        if sup.poll() is None:
-            os.killpg(sup.pid, signal.SIGKILL)
+    assert supervise_to_the_end(p) == 1
     last = p.log.read_text().strip().splitlines()[-1]
     assert "could not start 3 times in a row" in last and "commit_byts" in last, last
