@@ -300,7 +300,10 @@ class Stream:
 
     def _catches_sigterm(self):
         # mi-send installs its handler before it connects; a SIGTERM sent
-        # before that (right after the exec) would kill it instead
+        # before that (right after the exec) would kill it instead.  One
+        # that exited is done waiting (stop() then says how it ended).
+        if self.proc.poll() is not None:
+            return True
         try:
             with open(f"/proc/{self.proc.pid}/status") as f:
                 cgt = [l for l in f if l.startswith("SigCgt:")][0].split()[1]
