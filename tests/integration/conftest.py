@@ -56,6 +56,14 @@ def assert_connect_dropped(port, host="127.0.0.1"):
     c.close()
 
 
+def _default_signals():
+    """A run under nohup, or started as a background job, ignores SIGHUP or
+    SIGINT, and a shell cannot trap a signal ignored when it started: the
+    supervisor would never pass SIGHUP on to ingestd."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class Pipeline:
     def __init__(self, tmp: Path, **overrides):
         global _seq
@@ -100,7 +108,7 @@ class Pipeline:
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen([*wrap, str(ROOT / "run" / "supervise"), "-c", str(self.ini), "-b", str(BIN)],
                                      stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, **env})
+                                     env={**os.environ, **env}, preexec_fn=_default_signals)
         wait_for(lambda: self.recoveries() > before, 20, "flusherd's recovery")
         self.wait_listening()
         wait_for(lambda: all(self.pid(s, check=False) for s in ("ingestd", "flusherd", "sinkd")), 10,
