@@ -1,12 +1,15 @@
 /* mi-send — send stdin lines or generated frames as one device, exit 0 only
  * when every frame is acknowledged durable.  Integration tests run it while
  * killing server stages, so it keeps reconnecting and resending for up to
- * --timeout seconds without progress. */
+ * --timeout seconds without progress.  --until-stopped is the load a test
+ * keeps running while it acts: generated frames until SIGTERM/SIGINT, so no
+ * test has to guess how long a fixed count lasts on its machine. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +29,8 @@ enum {
 };
 
 static const char usage[] =
-	"usage: mi-send [-h HOST] [-p PORT] -d DEVICE [-t TOPIC] [--count N --size BYTES]\n"
+	"usage: mi-send [-h HOST] [-p PORT] -d DEVICE [-t TOPIC]\n"
+	"               [--count N | --until-stopped [--rate FPS]] [--size BYTES]\n"
 	"               [--window N] [--start-seq S] [--timeout SEC] [--quiet]\n"
 	"               [--key BASE64 | --key-file FILE] [--fingerprint HEX] [--mac | --seal]\n"
 	"\n"
@@ -38,6 +42,11 @@ static const char usage[] =
 	"  -d, --device ID     device id: 1..64 bytes of [A-Za-z0-9._:-]\n"
 	"  -t, --topic N       topic id for every frame (default 0)\n"
 	"      --count N       send N generated frames instead of stdin lines\n"
+	"      --until-stopped send generated frames (as --count) until SIGTERM or\n"
+	"                      SIGINT, then stop sending, wait for every frame's\n"
+	"                      ACK and exit as --count does (0: all acknowledged)\n"
+	"      --rate FPS      with --until-stopped: at most FPS frames per second\n"
+	"                      (default: as fast as the server acknowledges)\n"
 	"      --size BYTES    payload size of generated frames (default 100)\n"
 	"      --window N      frames in flight before waiting for ACKs (default 4096)\n"
 	"      --start-seq S   lowest first seq (default: server's last seq + 1)\n"
@@ -55,11 +64,17 @@ static const char usage[] =
 	"  -q, --quiet         no summary line\n"
 	"      --help          this text\n"
 	"\n"
-	"Without --count every stdin line (newline removed) is one frame.  With\n"
-	"--count the payload of seq S is the string \"DEVICE:S;\" repeated and cut to\n"
-	"BYTES bytes, so a test can recompute it.  Seqs are consecutive from the\n"
-	"server's last durable seq + 1 (or --start-seq if higher).  A summary goes\n"
-	"to stderr: sent, acked, resent, nacked, reconnects, seq range, elapsed.\n"
+	"Without --count or --until-stopped every stdin line (newline removed) is\n"
+	"one frame.  Generated frames (--count, --until-stopped): the payload of\n"
+	"seq S is the string \"DEVICE:S;\" repeated and cut to BYTES bytes, so a\n"
+	"test can recompute it.  Seqs are consecutive from the server's last\n"
+	"durable seq + 1 (or --start-seq if higher).  A summary goes to stderr:\n"
+	"sent, acked, resent, nacked, reconnects, seq range, elapsed.\n"
+	"\n"
+	"--until-stopped is load that runs until told to stop: the summary's seq\n"
+	"range A..B names every frame it sent.  After the signal it waits for the\n"
+	"ACKs as --count does, giving up after --timeout seconds without one; a\n"
+	"second signal ends it at once.\n"
 	"\n"
 	"exit status:\n"
 	"  0  every frame acknowledged\n"
@@ -122,6 +137,80 @@ static int send_count(mic_t *c, const char *dev, uint16_t topic, uint64_t count,
 		if (r < 0) {
 			fprintf(stderr, "mi-send: frame %" PRIu64 " of %" PRIu64 ": %s\n", i + 1, count,
 				mic_last_error(c));
+			ex = r == -EMSGSIZE ? EX_INPUT : EX_CONN;
+			break;
+		}
+	}
+	free(p);
+	return ex;
+}
+
+/* Set by SIGTERM/SIGINT in --until-stopped mode; the send loop polls it.
+ * Every wait in mi_client treats EINTR as a wake-up and re-checks its
+ * deadline, so a signal never turns into an error or a hang: a mic_send()
+ * blocked on a full window returns once ACKs make room (or after --timeout
+ * without one), and the loop then sees the flag. */
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static int catch_stop_signals(void)
+{
+	/* SA_RESETHAND: a second signal has the default action and ends it */
+	struct sigaction sa = { .sa_handler = on_stop_signal, .sa_flags = SA_RESETHAND };
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0) {
+		fprintf(stderr, "mi-send: sigaction: %s\n", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Waits until mono_s() reaches due, serving the connection meanwhile (ACKs
+ * in, queued frames out); returns early on a stop signal. */
+static void pace_until(mic_t *c, double due)
+{
+	double now;
+	while (!stop_requested && (now = mono_s()) < due) {
+		int ms = (int)((due - now) * 1000.0) + 1;
+		if (mic_poll(c, ms) < 0) {
+			/* not connected: the next mic_send() reconnects; just wait */
+			struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+static int send_until_stopped(mic_t *c, const char *dev, uint16_t topic, uint32_t size, uint64_t rate)
+{
+	uint8_t *p = malloc(size ? size : 1);
+	if (!p) {
+		fprintf(stderr, "mi-send: out of memory for a %u-byte payload\n", size);
+		return EX_INPUT;
+	}
+	int ex = EX_ACKED;
+	double gap = rate ? 1.0 / (double)rate : 0, due = mono_s();
+	while (!stop_requested) {
+		if (rate) {
+			/* after a stall (a stage restarting) catch up by at most
+			 * 0.1 s worth of frames, not in one burst of everything missed */
+			double now = mono_s();
+			if (due < now - 0.1)
+				due = now - 0.1;
+			pace_until(c, due);
+			if (stop_requested)
+				break;
+			due += gap;
+		}
+		uint64_t seq = mic_next_seq(c);
+		gen_payload(p, size, dev, seq);
+		int r = mic_send(c, topic, p, size);
+		if (r < 0) {
+			fprintf(stderr, "mi-send: seq %" PRIu64 ": %s\n", seq, mic_last_error(c));
 			ex = r == -EMSGSIZE ? EX_INPUT : EX_CONN;
 			break;
 		}
@@ -254,6 +343,8 @@ int main(int argc, char **argv)
 		{ "device", required_argument, 0, 'd' },
 		{ "topic", required_argument, 0, 't' },
 		{ "count", required_argument, 0, 'n' },
+		{ "until-stopped", no_argument, 0, 'U' },
+		{ "rate", required_argument, 0, 'R' },
 		{ "size", required_argument, 0, 's' },
 		{ "window", required_argument, 0, 'w' },
 		{ "start-seq", required_argument, 0, 'S' },
@@ -268,8 +359,8 @@ int main(int argc, char **argv)
 		{ 0, 0, 0, 0 },
 	};
 	struct mic_opts o = { .host = "127.0.0.1", .port = 7400 };
-	uint64_t v, count = 0, size = 100, timeout = 60;
-	int have_count = 0, opt;
+	uint64_t v, count = 0, size = 100, timeout = 60, rate = 0;
+	int have_count = 0, until_stopped = 0, opt;
 	static uint8_t key[32], fpr[32];
 	while ((opt = getopt_long(argc, argv, ":h:p:d:t:q", lopts, NULL)) != -1) {
 		switch (opt) {
@@ -289,6 +380,15 @@ int main(int argc, char **argv)
 			if (parse_u64(optarg, "count", UINT64_MAX, &count) < 0)
 				return EX_USAGE;
 			have_count = 1;
+			break;
+		case 'U': until_stopped = 1; break;
+		case 'R':
+			if (parse_u64(optarg, "rate", 100000000, &rate) < 0)
+				return EX_USAGE;
+			if (!rate) {
+				fputs("mi-send: --rate is at least 1 frame per second\n", stderr);
+				return EX_USAGE;
+			}
 			break;
 		case 's':
 			if (parse_u64(optarg, "size", 16u << 20, &size) < 0)
@@ -337,6 +437,14 @@ int main(int argc, char **argv)
 			o.device ? "unexpected argument" : "-d DEVICE is required");
 		return EX_USAGE;
 	}
+	if (have_count && until_stopped) {
+		fprintf(stderr, "mi-send: --count and --until-stopped exclude each other\n");
+		return EX_USAGE;
+	}
+	if (rate && !until_stopped) {
+		fprintf(stderr, "mi-send: --rate needs --until-stopped\n");
+		return EX_USAGE;
+	}
 	if ((o.mac || o.seal) && !o.key) {
 		fprintf(stderr, "mi-send: %s needs the device key (--key or --key-file)\n",
 			o.seal ? "--seal" : "--mac");
@@ -351,10 +459,11 @@ int main(int argc, char **argv)
 	/* tests restart stages in ~100 ms: do not sleep through the restart */
 	o.backoff_max_ms = 200;
 	/* every frame of the window must fit its bytes too */
+	int generated = have_count || until_stopped;
 	uint64_t per = size + 36 + (o.mac || o.seal ? 16 : 0), wf = o.window_frames ? o.window_frames : 4096;
-	if (have_count && per * wf > (4u << 20))
+	if (generated && per * wf > (4u << 20))
 		o.window_bytes = per * wf > (1u << 30) ? (1u << 30) : (uint32_t)(per * wf);
-	if (!have_count)
+	if (!generated)
 		o.window_bytes = 32u << 20;   /* lines up to the 16 MiB hard cap */
 	o.on_nack = nack_cb;
 	o.on_nack_arg = (void *)o.device;
@@ -367,6 +476,11 @@ int main(int argc, char **argv)
 			r == -EINVAL ? "invalid device id (1..64 of [A-Za-z0-9._:-])" : mic_strerror(r));
 		return EX_USAGE;
 	}
+	/* before connecting: a signal during the first connect stops it too */
+	if (until_stopped && catch_stop_signals() < 0) {
+		mic_close(c);
+		return EX_USAGE;
+	}
 	double t0 = mono_s();
 	int ex = EX_ACKED;
 	r = mic_connect(c, (int)(timeout * 1000));
@@ -376,7 +490,9 @@ int main(int argc, char **argv)
 		return EX_CONN;
 	}
 	uint64_t first = mic_next_seq(c);
-	if (have_count)
+	if (until_stopped)
+		ex = send_until_stopped(c, o.device, o.topic, (uint32_t)size, rate);
+	else if (have_count)
 		ex = send_count(c, o.device, o.topic, count, (uint32_t)size);
 	else
 		ex = send_lines(c, o.topic);

@@ -6,6 +6,7 @@ Helpers read what a user would read: ingest-stats --json, flusherd --replay
 """
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -55,6 +56,14 @@ def assert_connect_dropped(port, host="127.0.0.1"):
     c.close()
 
 
+def _default_signals():
+    """A run under nohup, or started as a background job, ignores SIGHUP or
+    SIGINT, and a shell cannot trap a signal ignored when it started: the
+    supervisor would never pass SIGHUP on to ingestd."""
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 class Pipeline:
     def __init__(self, tmp: Path, **overrides):
         global _seq
@@ -86,6 +95,7 @@ class Pipeline:
             secs.setdefault(sec, []).append(f"{key} = {v}")
         self.ini.write_text("".join(f"[{s}]\n" + "\n".join(kv) + "\n\n" for s, kv in secs.items()))
         self.proc = None
+        self.streams = []
 
     # -- lifecycle --
     def recoveries(self):
@@ -98,7 +108,7 @@ class Pipeline:
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen([*wrap, str(ROOT / "run" / "supervise"), "-c", str(self.ini), "-b", str(BIN)],
                                      stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env={**os.environ, **env})
+                                     env={**os.environ, **env}, preexec_fn=_default_signals)
         wait_for(lambda: self.recoveries() > before, 20, "flusherd's recovery")
         self.wait_listening()
         wait_for(lambda: all(self.pid(s, check=False) for s in ("ingestd", "flusherd", "sinkd")), 10,
@@ -133,6 +143,9 @@ class Pipeline:
                     pass
 
     def close(self):
+        # a test that failed mid-stream leaves its senders running
+        for s in self.streams:
+            s.kill()
         self.stop()
         self.check_sanitizers()
         subprocess.run(["rm", "-rf", f"/sys/fs/bpf/module-ingest/{self.instance}"], check=False)
@@ -234,6 +247,100 @@ class Pipeline:
         return subprocess.Popen([str(BIN / "mi-send"), "-p", str(self.port), "-d", device, "--count", str(count),
                                  "--size", str(size), "--timeout", str(timeout), *map(str, extra)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def stream(self, device, size=100, rate=None, timeout=60, extra=()):
+        """Load that runs until told to stop (mi-send --until-stopped)."""
+        s = Stream(self, device, size=size, rate=rate, timeout=timeout, extra=extra)
+        self.streams.append(s)
+        return s
+
+    def durable_seq(self, device, stats=None):
+        """The device's last durable seq in the server's device table (0: none yet)."""
+        for d in (stats or self.stats())["devices"]:
+            if d["id"] == device:
+                return d["last_durable"]
+        return 0
+
+
+class Stream:
+    """One device sending generated frames (payloads as --count makes them)
+    until stop().  A test acts while it runs and waits on what the server
+    reports (the device's durable seq), never on how long a fixed count of
+    frames might last on this machine."""
+
+    def __init__(self, pipeline, device, size=100, rate=None, timeout=60, extra=()):
+        self.p, self.device = pipeline, device
+        self.first = self.last = None
+        args = [BIN / "mi-send", "-p", pipeline.port, "-d", device, "--until-stopped", "--size", size,
+                "--timeout", timeout, *(("--rate", rate) if rate else ()), *extra]
+        # stderr to a file, not a pipe nobody reads while it runs: NACK lines
+        # of a long run must not fill the pipe and block the sender
+        self.err_path = pipeline.tmp / f"stream-{device}-{len(pipeline.streams)}.err"
+        with open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen([str(a) for a in args], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=err)
+
+    def stderr(self):
+        return self.err_path.read_text(errors="replace")
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def assert_running(self):
+        rc = self.proc.poll()
+        assert rc is None, f"{self.device}: mi-send exited {rc} before it was stopped:\n{self.stderr()}"
+
+    def durable(self, stats=None):
+        return self.p.durable_seq(self.device, stats)
+
+    def wait_durable(self, seq, timeout=60):
+        """Until the server reports seq (and so every seq before it) of this
+        stream durable; fails at once if the sender gave up."""
+        def reached():
+            self.assert_running()
+            return self.durable() >= seq
+        wait_for(reached, timeout, f"{self.device}: seq {seq} durable")
+        return self.durable()
+
+    def wait_progress(self, frames=1, timeout=60):
+        """Until `frames` more of this stream's frames are durable than now."""
+        return self.wait_durable(self.durable() + frames, timeout)
+
+    def _catches_sigterm(self):
+        # mi-send installs its handler before it connects; a SIGTERM sent
+        # before that (right after the exec) would kill it instead.  One
+        # that exited is done waiting (stop() then says how it ended).
+        if self.proc.poll() is not None:
+            return True
+        try:
+            with open(f"/proc/{self.proc.pid}/status") as f:
+                cgt = [l for l in f if l.startswith("SigCgt:")][0].split()[1]
+        except (OSError, IndexError):
+            return self.proc.poll() is not None
+        return int(cgt, 16) >> (signal.SIGTERM - 1) & 1
+
+    def stop(self, timeout=120):
+        """SIGTERM, then mi-send waits for every ACK: returns the last seq it
+        sent (every seq of first..last must then be stored once)."""
+        wait_for(self._catches_sigterm, 10, f"{self.device}: mi-send to catch SIGTERM")
+        self.assert_running()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.device}: mi-send did not exit {timeout}s after SIGTERM:\n{self.stderr()}")
+        err = self.stderr()
+        assert rc == 0, f"{self.device}: mi-send exited {rc}:\n{err}"
+        m = re.search(r" seq (\d+)\.\.(\d+) elapsed ", err)
+        assert m, err
+        self.first, self.last = int(m[1]), int(m[2])
+        return self.last
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture

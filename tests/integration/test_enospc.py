@@ -10,6 +10,39 @@ from conftest import assert_exactly_once, wait_for
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
 
+def stall_lines(p):
+    """(stalls logged, recoveries logged) by flusherd: stalled now when the first is higher."""
+    log = p.log.read_text(errors="replace")
+    return log.count("acks stop until it succeeds"), log.count("writing again after")
+
+
+def assert_no_acks_while_stalled(p, sender):
+    """Once flusherd stalls, no ACK goes out while it stays stalled.
+
+    The stall may not be final at once: a spare segment being made when the
+    disk filled is given up, and the disk sink cuts its files back, so the
+    log can go on for a while on the space they free (and ACK what it
+    syncs).  So the test waits for a stall, then for 1 s in which ingestd
+    sends the ACKs of what was synced before it, then watches 1 s more: if
+    flusherd stayed stalled and published nothing over both, no ACK may
+    have gone out in the second.  A stall that did not hold is watched
+    again, until a deadline."""
+    deadline = time.monotonic() + 60
+    while True:
+        wait_for(lambda: stall_lines(p)[0] > stall_lines(p)[1], 30, "flusherd to stall on ENOSPC")
+        lines, lsn = stall_lines(p), p.stats()["durable_lsn"]
+        time.sleep(1.0)
+        acked = p.counter("ingestd", "acks_sent")
+        time.sleep(1.0)                     # the assertion: stalled, so no ACK for 1 s
+        st = p.stats()
+        if stall_lines(p) == lines and st["durable_lsn"] == lsn:
+            break
+        assert time.monotonic() < deadline, "flusherd never stayed stalled for 2 s"
+    assert st["stages"]["ingestd"]["counters"]["acks_sent"] == acked, \
+        "ACKs went out while the WAL could not be written"
+    assert sender.poll() is None
+
+
 @pytest.fixture
 def small_fs(tmp_path):
     mnt = tmp_path / "small"
@@ -26,17 +59,13 @@ def test_enospc_stalls_acks_and_resumes_when_space_is_freed(pipeline_factory, sm
     filler = small_fs / "filler"
     with open(filler, "wb") as f:
         f.write(b"\0" * (21 << 20))
+    # the space, not the machine's speed, stops this count: ~9 MB of
+    # records (and as much in the disk sink) cannot fit in ~3 MB
     n = 60000
     sender = p.send_async("full-dev", n, size=100, timeout=120)
-    wait_for(lambda: p.counter("flusherd", "stalled") >= 1, 30, "flusherd to stall on ENOSPC")
     flusher = p.pid("flusherd")
-    # a spare segment being made when the disk filled is given up, and the
-    # log may use that space before it stalls for good
-    time.sleep(0.5)
-    acked = p.counter("ingestd", "acks_sent")
-    time.sleep(1.0)
-    assert p.counter("ingestd", "acks_sent") == acked, "ACKs went out while the WAL could not be written"
-    assert sender.poll() is None
+    assert_no_acks_while_stalled(p, sender)
+    assert p.counter("flusherd", "stalled") >= 1
     assert p.counter("flusherd", "write_errors") >= 1
     filler.unlink()
     out, err = sender.communicate(timeout=180)
@@ -55,12 +84,7 @@ def test_sigterm_stops_a_stalled_flusherd_and_the_stall_names_its_file(pipeline_
     with open(filler, "wb") as f:
         f.write(b"\0" * (21 << 20))
     sender = p.send_async("stuck-dev", 60000, size=100, timeout=120)
-    wait_for(lambda: p.counter("flusherd", "stalled") >= 1, 30, "flusherd to stall on ENOSPC")
-    # past the space a given-up spare frees: stalled for good
-    time.sleep(0.5)
-    acked = p.counter("ingestd", "acks_sent")
-    time.sleep(1.0)
-    assert p.counter("ingestd", "acks_sent") == acked
+    assert_no_acks_while_stalled(p, sender)
     log = p.log.read_text()
     stall = [l for l in log.splitlines() if "acks stop until it succeeds" in l]
     assert stall, log[-2000:]

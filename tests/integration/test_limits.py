@@ -9,8 +9,10 @@ from conftest import wait_for
 def test_idle_connections_are_closed_after_the_timeout(pipeline_factory):
     p = pipeline_factory(server__idle_timeout_ms=500).start()
     with p.client("idle") as c:
-        c.hello()
+        # before the HELLO: the server's idle clock starts when it reads it,
+        # so a client slow to get back from hello() cannot shorten dt
         t0 = time.monotonic()
+        c.hello()
         try:
             while time.monotonic() - t0 < 5:
                 c.read_frame(0.2)

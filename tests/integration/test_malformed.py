@@ -5,12 +5,12 @@ import signal
 import socket
 import struct
 import subprocess
-import time
 import zlib
 
 import pytest
 
 import mi_client
+from conftest import wait_for
 from mi_client import DATA, HELLO, NACK, encode_frame, hello_payload
 
 
@@ -130,10 +130,24 @@ def _rst(s):
     s.close()
 
 
-def _server_sendq(port):
-    out = subprocess.run(["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
+def _queues(port, side):
+    """(Recv-Q, Send-Q) of the established loopback socket whose sport or
+    dport is port, or None."""
+    out = subprocess.run(["ss", "-tnH", "state", "established", f"( {side} = :{port} )"],
                          capture_output=True, text=True).stdout.split()
-    return int(out[1]) if len(out) > 1 else -1
+    return (int(out[0]), int(out[1])) if len(out) > 1 else None
+
+
+def _proc_state(pid):
+    return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+
+
+def _closed_or_gone(p, pid):
+    """ingestd has closed every connection, or is no longer that process."""
+    return p.pid("ingestd", check=False) != pid or p.counter("ingestd", "conn_open") == 0
+
+
+WELCOME_LEN = 36 + 4 + 32   # open mode: u32 max_frame + a zero proof
 
 
 def test_peer_that_stops_reading_then_resets_does_not_crash_ingestd(pipeline):
@@ -145,18 +159,27 @@ def test_peer_that_stops_reading_then_resets_does_not_crash_ingestd(pipeline):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", pipeline.port))
-    s.sendall(mi_client.encode_frame(mi_client.HELLO, mi_client.hello_payload("stopper")))
-    pings, last, same = mi_client.encode_frame(mi_client.PING, seq=7) * 500, -1, 0
-    deadline = time.monotonic() + 20
-    while same < 2 and time.monotonic() < deadline:   # PONGs never read: fill the kernel buffers
-        s.sendall(pings)
-        time.sleep(0.05)
-        q = _server_sendq(pipeline.port)
-        same, last = (same + 1 if q == last else 0), q
-    s.sendall(pings)                                   # these PONGs wait in ingestd's buffer
-    time.sleep(0.3)
+    hello = mi_client.encode_frame(mi_client.HELLO, mi_client.hello_payload("stopper"))
+    s.sendall(hello)
+    s.setblocking(False)
+    pings = mi_client.encode_frame(mi_client.PING, seq=7) * 2000
+
+    def pongs_held():
+        """PINGs go on while the PONGs are never read.  Every PONG ingestd
+        made (one per PING read, the same size) and that is not in the
+        kernel's queues is in its own buffer.  Read in this order the
+        estimate errs low: the queues only grow, and bytes moving between
+        them while they are read are counted twice."""
+        try:
+            s.send(pings)
+        except BlockingIOError:
+            pass
+        made = pipeline.counter("ingestd", "bytes_in") - len(hello) + WELCOME_LEN
+        server, client = _queues(pipeline.port, "sport"), _queues(pipeline.port, "dport")
+        return made - server[1] - client[0] > len(pings)
+    wait_for(pongs_held, 30, "PONGs waiting in ingestd's own buffer", interval=0.01)
     _rst(s)
-    time.sleep(0.5)
+    wait_for(lambda: _closed_or_gone(pipeline, pid), 10, "ingestd to close the reset connection")
     assert pipeline.pid("ingestd") == pid
     assert pipeline.send("after-rst", 5).returncode == 0
 
@@ -175,14 +198,16 @@ def test_refused_ndjson_from_a_peer_already_gone_does_not_crash_ingestd(pipeline
     pid = p.pid("ingestd")
     s = socket.socket()
     s.connect(("127.0.0.1", p.port))
-    time.sleep(0.3)
+    wait_for(lambda: p.counter("ingestd", "conn_open") == 1, 10, "ingestd to accept the connection")
     os.kill(pid, signal.SIGSTOP)                       # the line and the RST arrive before ingestd reads
     try:
+        wait_for(lambda: _proc_state(pid) == "T", 10, "ingestd to stop")
         s.sendall(b'{"source":"s","data":"x"}\n')
         _rst(s)
-        time.sleep(0.2)
+        # the RST reached ingestd's socket: it is no longer established
+        wait_for(lambda: _queues(p.port, "sport") is None, 10, "the RST to arrive")
     finally:
         os.kill(pid, signal.SIGCONT)
-    time.sleep(0.5)
+    wait_for(lambda: _closed_or_gone(p, pid), 10, "ingestd to close the reset connection")
     assert p.pid("ingestd") == pid
     p.wait_listening()

@@ -113,9 +113,11 @@ def test_ndjson_lines_are_stored_under_their_source(pipeline):
     s = socket.create_connection(("127.0.0.1", pipeline.port))
     lines = [ndjson_line("nd-a", f"reading {i}") for i in range(5)] + [ndjson_line("nd-b", "x", checksum=False)]
     blob = b"".join(lines)
-    # split mid-line: the server must reassemble lines across reads
+    # split mid-line: the server must reassemble lines across reads, so
+    # the rest goes only once ingestd has read the first part
+    bytes_in = pipeline.counter("ingestd", "bytes_in")
     s.sendall(blob[:37])
-    time.sleep(0.05)
+    wait_for(lambda: pipeline.counter("ingestd", "bytes_in") >= bytes_in + 37, 10, "the first 37 bytes read")
     s.sendall(blob[37:])
     s.sendall(ndjson_line("nd-a", "tampered")[:-1].replace(b'"data": "tampered"', b'"data": "tampereD"') + b"\n")
     s.sendall(b"this is not json\n")

@@ -4,6 +4,7 @@ import base64
 import os
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -98,8 +99,15 @@ def test_udp_replay_is_refused_after_tcp_moved_the_device_on(pipeline):
 
 def test_udp_can_be_turned_off(pipeline_factory):
     p = pipeline_factory(server__udp_listen="off").start()
-    send(p, dgram("udp-off", 1))
-    time.sleep(0.3)
+    # no socket on the port: the kernel answers port unreachable, which a
+    # connected UDP socket reports; nothing had to be given time to arrive
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect(("127.0.0.1", p.port))
+    s.settimeout(10)
+    s.send(dgram("udp-off", 1))
+    with pytest.raises(ConnectionRefusedError):
+        s.recv(64)
+    s.close()
     assert p.counter("ingestd", "udp_datagrams") == 0
 
 
@@ -302,6 +310,12 @@ def cpu_ticks(pid):
     return int(v[11]) + int(v[12])   # utime + stime
 
 
+def udp_queued(p):
+    """Bytes waiting unread in ingestd's UDP socket."""
+    out = subprocess.run(["ss", "-uanH", f"( sport = :{p.port} )"], capture_output=True, text=True).stdout.split()
+    return int(out[1]) if len(out) > 1 else 0
+
+
 def test_udp_works_on_the_smallest_ring_and_waits_for_room_without_spinning(pipeline_factory):
     # a 1 MiB ring has no room for 32 max-size datagrams at once: ingestd
     # reads as many as fit, and when none fits it stops polling the socket
@@ -319,8 +333,12 @@ def test_udp_works_on_the_smallest_ring_and_waits_for_room_without_spinning(pipe
         # datagrams behind it
         filler = p.send_async("udp-filler", 40, size=60000)
         wait_for(lambda: p.counter("ingestd", "ring_full_stalls") > 0, 10, "the ring to fill")
+        # flusherd is stopped: nothing frees space, so TCP stalls once and
+        # the next count is ingestd taking the UDP socket out of its poll
+        stalls = p.counter("ingestd", "ring_full_stalls")
         send(p, *[dgram("udp-late", s, big) for s in range(1, 6)])
-        time.sleep(0.3)
+        wait_for(lambda: p.counter("ingestd", "ring_full_stalls") > stalls and udp_queued(p) > 0, 10,
+                 "ingestd to stop polling the UDP socket, datagrams left in it")
         ing = p.pid("ingestd")
         t0 = cpu_ticks(ing)
         time.sleep(1.0)
