@@ -216,10 +216,11 @@ class Pipeline:
             return st["sinks"] and all(s["committed_lsn"] >= st["durable_lsn"] for s in st["sinks"])
         wait_for(done, timeout, "sinks to catch up")
 
-    def disk_entries(self):
-        """Every entry of the disk sink, checked: list of dicts."""
+    def disk_entries(self, d=None):
+        """Every entry of a disk sink instance's directory (default: that of
+        the instance 'disk'), checked: list of dicts."""
         out = []
-        d = self.data / "sinks" / "disk"
+        d = Path(d) if d else self.data / "sinks" / "disk"
         for f in sorted(d.glob("topic-*.log")):
             b = f.read_bytes()
             off = 0

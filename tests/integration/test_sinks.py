@@ -1,8 +1,6 @@
 """Sink instances: named, filtered by topic, isolated from each other, loaded
 from shared objects, and each in a process of its own when asked."""
-import struct
 import subprocess
-import zlib
 
 import pytest
 
@@ -11,19 +9,11 @@ from conftest import BIN, ROOT, assert_exactly_once, wait_for
 TOPICS = {"topics__telemetry": 1, "topics__logs": 2}
 
 
-def entries(d):
-    """The disk sink's entries in directory d: {topic: [(device, seq)]}."""
+def entries(p, d):
+    """A disk instance's entries in directory d: {topic: [entry]}."""
     out = {}
-    for f in sorted(d.glob("topic-*.log")):
-        b = f.read_bytes()
-        off = 0
-        while off < len(b):
-            assert b[off:off + 4] == b"MIDR", f"{f}: bad magic at {off}"
-            ln, lsn, seq, ts, srv, topic, idl = struct.unpack_from("<IQQQQHB", b, off + 4)
-            (crc,) = struct.unpack_from("<I", b, off + ln - 4)
-            assert zlib.crc32(b[off:off + ln - 4]) == crc, f"{f}: bad crc at {off}"
-            out.setdefault(topic, []).append({"device": b[off + 44:off + 44 + idl].decode(), "seq": seq})
-            off += ln
+    for e in p.disk_entries(d):
+        out.setdefault(e["topic"], []).append(e)
     return out
 
 
@@ -52,8 +42,8 @@ def test_two_disk_instances_split_by_topic_each_get_exactly_theirs(pipeline_fact
     assert p.send("t2", 200, extra=("-t", 2)).returncode == 0
     assert p.send("t0", 100).returncode == 0
     p.wait_sinks_caught_up()
-    tele = entries(tmp_path / "tele")
-    rest = entries(p.data / "sinks" / "rest")
+    tele = entries(p, tmp_path / "tele")
+    rest = entries(p, p.data / "sinks" / "rest")
     assert set(tele) == {1} and set(rest) == {0, 2}
     assert_exactly_once(tele[1], {"t1": 300})
     assert_exactly_once(rest[2] + rest[0], {"t2": 200, "t0": 100})
@@ -81,7 +71,7 @@ def test_an_instance_key_is_overridden_from_the_environment(pipeline_factory, tm
     p.start(INGEST_SINK_HOT_DIR=str(tmp_path / "from-env"))
     assert p.send("env-0", 50).returncode == 0
     p.wait_sinks_caught_up()
-    assert_exactly_once(entries(tmp_path / "from-env")[0], {"env-0": 50})
+    assert_exactly_once(entries(p, tmp_path / "from-env")[0], {"env-0": 50})
 
 
 def test_a_loaded_sink_counts_what_it_is_given_and_resumes_its_count(pipeline_factory, count_so):
@@ -177,13 +167,13 @@ def test_backfill_runs_an_instance_over_a_range_without_touching_its_offset(pipe
     r = backfill(p, "disk", "--from-lsn", 0, "--to-lsn", mid)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"backfill disk: 300 records, 30000 bytes, LSN [0, {mid})"), r.stdout
-    got = entries(p.data / "sinks" / "disk" / f"backfill-0-{mid}")
+    got = entries(p, p.data / "sinks" / "disk" / f"backfill-0-{mid}")
     assert_exactly_once(got[0], {"bf": 300})
     # by server time: from the moment between the two sends to the end
     r = backfill(p, "disk", "--since", t_mid)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"backfill disk: 200 records, 20000 bytes, LSN [{mid}, {end})"), r.stdout
-    got = entries(p.data / "sinks" / "disk" / f"backfill-{mid}-{end}")
+    got = entries(p, p.data / "sinks" / "disk" / f"backfill-{mid}-{end}")
     assert sorted(e["seq"] for e in got[0]) == list(range(301, 501))
     # the live instance: its files and offset as they were, each record once
     assert_exactly_once(p.disk_entries(), {"bf": 500})
