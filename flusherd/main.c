@@ -232,9 +232,9 @@ static int claim_region(const struct settings *s, const struct shm_geom *g, shm_
 		}
 		struct shm_ctl *ctl = reg->ctl;
 		if (reg->created) {
-			log_info("shm %s: created for %u ring(s) of %llu bytes and %u devices (there was none: a "
-				 "clean stop or a reboot removes it)", name, g->nrings, (unsigned long long)g->ring_bytes,
-				 g->ndevices);
+			log_info("shm %s: created for %u ring(s) of %llu bytes and %u devices%s", name, g->nrings,
+				 (unsigned long long)g->ring_bytes, g->ndevices,
+				 tries ? "" : " (there was none: a clean stop or a reboot removes it)");
 			return 0;
 		}
 		if (shm_stage_alive(ctl, STAGE_FLUSHERD) &&
