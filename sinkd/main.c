@@ -16,10 +16,10 @@
 #include "common/clock.h"
 #include "common/fault.h"
 #include "common/log.h"
+#include "common/offset.h"
 #include "common/settings.h"
 #include "shm/atomic.h"
 #include "shm/shm.h"
-#include "sinkd/offset.h"
 #include "sinkd/reader.h"
 #include "sinkd/sink.h"
 

@@ -1,4 +1,4 @@
-/* test_sinkd — sinkd's storage side: committed offsets (sinkd/offset.h),
+/* test_sinkd — sinkd's storage side: committed offsets (common/offset.h),
  * the WAL reader (sinkd/reader.h) over real segments, and the disk sink
  * (sinkd/sink_disk.c, descriptor `sink_disk`) across a simulated crash.
  */
@@ -20,10 +20,10 @@
 #include "tests/unit/testdir.h"
 #include "common/config.h"
 #include "common/frame.h"
+#include "common/offset.h"
 #include "common/record.h"
 #include "common/seg.h"
 #include "flusherd/wal.h"
-#include "sinkd/offset.h"
 #include "sinkd/reader.h"
 #include "sinkd/sink.h"
 
