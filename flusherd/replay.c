@@ -110,8 +110,8 @@ int replay_run(const struct settings *s, int dump, int repair)
 			fprintf(stderr, "%s: mmap: %s\n", path, strerror(errno));
 			goto out;
 		}
-		uint64_t first, lid;
-		if (!p || seg_hdr_parse(p, size, &first, &lid) < 0 || first != segs[i].first_lsn) {
+		struct seg_hdr sh;
+		if (!p || seg_hdr_parse(p, size, &sh) < 0 || sh.first_lsn != segs[i].first_lsn) {
 			fprintf(stderr, "%s: offset 0: bad segment header\n", path);
 			problems++;
 			if (!dmg.found)
@@ -120,6 +120,12 @@ int replay_run(const struct settings *s, int dump, int repair)
 				munmap(p, size);
 			continue;
 		}
+		uint64_t first = sh.first_lsn, lid = sh.log_id;
+		/* version 2: MARKs must close their writes (common/seg.h); a
+		 * recycled file holds an older segment's records after the end */
+		int chained = sh.version >= 2, stale_after_end = chained && (sh.flags & SEG_F_RECYCLED);
+		struct seg_chain ch;
+		seg_chain_start(&ch, sh.crc);
 		if (i > 0 && first != expect) {
 			fprintf(stderr, "%s: starts at LSN %llu but the previous segment ends at %llu\n", path,
 				(unsigned long long)first, (unsigned long long)expect);
@@ -136,13 +142,17 @@ int replay_run(const struct settings *s, int dump, int repair)
 			const uint8_t *rp = p + SEG_HDR_LEN + off;
 			size_t avail = size - SEG_HDR_LEN - off;
 			enum seg_rec_status st2 = seg_rec_check(rp, avail, MI_MAX_FRAME_CAP + 4096);
+			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)rp;
+			if (st2 == SEG_REC_OK && chained && h->type == REC_MARK && !seg_chain_close(&ch, h, first + off))
+				st2 = SEG_REC_STALE;
 			if (st2 == SEG_REC_END) {
 				/* zeros to the end of the file: a preallocated segment's
-				 * unused room; anything else after them is damage */
+				 * unused room; anything else after them is damage (but
+				 * in a recycled file: the segment it was before) */
 				size_t z = 0;
-				while (z < avail && !rp[z])
+				while (!stale_after_end && z < avail && !rp[z])
 					z++;
-				if (z < avail) {
+				if (!stale_after_end && z < avail) {
 					fprintf(stderr, "%s: offset %llu (LSN %llu): data after the end of the log "
 						"(%zu bytes from here to the end)\n", path,
 						(unsigned long long)(SEG_HDR_LEN + off),
@@ -154,7 +164,6 @@ int replay_run(const struct settings *s, int dump, int repair)
 				break;
 			}
 			if (st2 != SEG_REC_OK) {
-				const struct rec_hdr *h = (const struct rec_hdr *)(const void *)rp;
 				fprintf(stderr, "%s: offset %llu (LSN %llu): %s; %zu bytes from here to the end\n",
 					path, (unsigned long long)(SEG_HDR_LEN + off),
 					(unsigned long long)(first + off), seg_rec_status_name(st2), avail);
@@ -166,7 +175,8 @@ int replay_run(const struct settings *s, int dump, int repair)
 					dump_rec(first + off, h, 0);
 				break;
 			}
-			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)rp;
+			if (chained && h->type != REC_MARK)
+				seg_chain_add(&ch, h);
 			records++;
 			if (h->type == REC_MARK && !dmg.found)
 				mark = (struct cut){ i, off + rec_total(h) };
@@ -205,7 +215,7 @@ int replay_run(const struct settings *s, int dump, int repair)
 		if (cut.off == 0 && fd >= 0) {
 			/* header damaged or nothing valid: rewrite it empty */
 			uint8_t hdr[SEG_HDR_LEN];
-			seg_hdr_build(hdr, segs[cut.seg].first_lsn, log_id, 0);
+			seg_hdr_build(hdr, segs[cut.seg].first_lsn, log_id, 0, 0);
 			if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
 				fd = (close(fd), -1);
 		}

@@ -142,24 +142,27 @@ int wal_make_spare(const char *dir, uint64_t seg_max)
 
 /* A new segment from the zero-filled spare: header, sync, rename into
  * place.  Its appends then overwrite allocated blocks, so fdatasync does
- * not have to commit a new file size to the journal. */
-static int take_spare(struct wal *w, const char *name, const uint8_t hdr[SEG_HDR_LEN])
+ * not have to commit a new file size to the journal.  -ENOENT when there
+ * is no such file (of the right size). */
+static int take_file(struct wal *w, const char *src, const char *name, uint64_t first, uint32_t flags)
 {
-	int fd = openat(w->dirfd, SPARE, O_RDWR | O_CLOEXEC);
+	int fd = openat(w->dirfd, src, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != SEG_HDR_LEN + w->seg_max) {
 		close(fd);
-		unlinkat(w->dirfd, SPARE, 0);
+		unlinkat(w->dirfd, src, 0);
 		return -ENOENT;
 	}
+	uint8_t hdr[SEG_HDR_LEN];
+	seg_hdr_build(hdr, first, w->log_id, clock_real_ns(), flags);
 	int r = 0;
 	if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
 		r = errno ? -errno : -EIO;
 	else if (fdatasync(fd) < 0)
 		r = -errno;
-	else if (renameat2(w->dirfd, SPARE, w->dirfd, name, RENAME_NOREPLACE) < 0)
+	else if (renameat2(w->dirfd, src, w->dirfd, name, RENAME_NOREPLACE) < 0)
 		r = -errno;
 	else if (fsync(w->dirfd) < 0) {
 		/* renamed already: the segment is in place, and giving it up would
@@ -173,6 +176,27 @@ static int take_spare(struct wal *w, const char *name, const uint8_t hdr[SEG_HDR
 		return r;
 	}
 	w->fd = fd;
+	w->fsize = (uint64_t)st.st_size;
+	w->link = w->synced_link = mi_get32(hdr + 60);
+	return 0;
+}
+
+/* The link of the chain at lsn in the open segment (header h): the
+ * header's crc at its start, else the crc of the MARK that ends there. */
+static int link_at(struct wal *w, const struct seg_hdr *h, uint64_t lsn)
+{
+	if (lsn == w->seg_first) {
+		w->link = h->crc;
+		return 0;
+	}
+	uint64_t data = lsn - w->seg_first, n = data < REC_MARK_MAX_LEN ? data : REC_MARK_MAX_LEN;
+	_Alignas(8) uint8_t buf[REC_MARK_MAX_LEN];
+	if (pread(w->fd, buf + sizeof(buf) - n, n, (off_t)(SEG_HDR_LEN + data - n)) != (ssize_t)n)
+		return -EIO;
+	const struct rec_hdr *m = seg_mark_ending_at(buf + sizeof(buf), (size_t)n, lsn);
+	if (!m)
+		return -EBADMSG;
+	w->link = m->crc;
 	return 0;
 }
 
@@ -185,14 +209,33 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 		int fd = openat(w->dirfd, name, O_RDWR | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
+		uint8_t b[SEG_HDR_LEN];
+		struct seg_hdr h;
+		struct stat st;
+		int r = 0;
+		if (fstat(fd, &st) < 0)
+			r = -errno;
+		else if (pread(fd, b, SEG_HDR_LEN, 0) != SEG_HDR_LEN || seg_hdr_parse(b, SEG_HDR_LEN, &h) < 0)
+			r = -EBADMSG;
 		w->fd = fd;
 		w->seg_first = first;
-		return 0;
+		if (r == 0) {
+			w->version = h.version;
+			w->fsize = (uint64_t)st.st_size;
+			/* a version-1 segment takes no appends (wal_room): no chain */
+			if (h.version == SEG_VERSION)
+				r = link_at(w, &h, w->lsn);
+			w->synced_link = w->link;
+		}
+		if (r < 0) {
+			close(fd);
+			w->fd = -1;
+		}
+		return r;
 	}
-	uint8_t hdr[SEG_HDR_LEN];
-	seg_hdr_build(hdr, first, w->log_id, clock_real_ns());
 	w->spare_used = 0;
-	if (take_spare(w, name, hdr) == 0) {
+	w->version = SEG_VERSION;
+	if (take_file(w, SPARE, name, first, 0) == 0) {
 		w->seg_first = first;
 		w->spare_used = 1;
 		return 0;
@@ -212,6 +255,8 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 	}
 	if (fd < 0)
 		return -errno;
+	uint8_t hdr[SEG_HDR_LEN];
+	seg_hdr_build(hdr, first, w->log_id, clock_real_ns(), 0);
 	int r = 0;
 	if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
 		r = errno ? -errno : -EIO;
@@ -224,6 +269,8 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 	}
 	w->fd = fd;
 	w->seg_first = first;
+	w->fsize = SEG_HDR_LEN;
+	w->link = w->synced_link = mi_get32(hdr + 60);
 	return 0;
 }
 
@@ -265,32 +312,41 @@ int wal_rotate(struct wal *w)
 {
 	if (w->lsn != w->synced_lsn)
 		return -EINVAL;
-	int old = w->fd;
-	uint64_t old_first = w->seg_first;
-	char old_path[sizeof(w->seg_path)];
-	memcpy(old_path, w->seg_path, sizeof(old_path));
+	struct wal old = *w;
 	w->fd = -1;
 	int r = open_seg(w, w->lsn, 1);
 	if (r < 0) {
-		failed_on(w, w->seg_path);
-		w->fd = old;
-		w->seg_first = old_first;
-		memcpy(w->seg_path, old_path, sizeof(old_path));
+		char path[sizeof(w->seg_path)];
+		memcpy(path, w->seg_path, sizeof(path));
+		int dir_unsynced = w->dir_unsynced;
+		*w = old;
+		w->dir_unsynced |= dir_unsynced;
+		failed_on(w, path);
 		return r;
 	}
-	close(old);
+	close(old.fd);
 	return 0;
 }
 
-int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t bytes)
+int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t bytes, uint32_t mark_crc)
 {
 	off_t off = (off_t)(SEG_HDR_LEN + (w->lsn - w->seg_first));
-	uint64_t done = 0;
-	struct iovec v[64];
+	uint64_t done = 0, end = (uint64_t)off + bytes;
+	struct iovec v[65];
 	int vi = 0;
 	if (iovcnt > 64)
 		return -EINVAL;
 	memcpy(v, iov, sizeof(*iov) * (size_t)iovcnt);
+	/* zeros after the batch, within the file: the end of the data, even
+	 * where the file holds an older segment's records (the next append
+	 * overwrites them; a growing file needs none) */
+	uint64_t term = w->fsize > end ? w->fsize - end : 0;
+	if (term > REC_HDR_LEN)
+		term = REC_HDR_LEN;
+	if (term) {
+		v[iovcnt++] = (struct iovec){ (void *)zeros, (size_t)term };
+		bytes += term;
+	}
 	while (done < bytes) {
 		ssize_t n = pwritev(w->fd, v + vi, iovcnt - vi, off + (off_t)done);
 		if (n < 0) {
@@ -318,7 +374,10 @@ int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t byte
 			v[vi].iov_len -= (size_t)n;
 		}
 	}
-	w->lsn += bytes;
+	w->lsn += bytes - term;
+	w->link = mark_crc;
+	if (end > w->fsize)
+		w->fsize = end;
 	return 0;
 }
 
@@ -346,8 +405,10 @@ int wal_sync(struct wal *w)
 		wal_zero_range(w->fd, SEG_HDR_LEN + (w->synced_lsn - w->seg_first),
 			   SEG_HDR_LEN + (w->lsn - w->seg_first));
 		w->lsn = w->synced_lsn;
+		w->link = w->synced_link;
 		return -e;
 	}
 	w->synced_lsn = w->lsn;
+	w->synced_link = w->link;
 	return 0;
 }

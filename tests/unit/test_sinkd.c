@@ -34,7 +34,7 @@ extern const struct sink_desc sink_disk;
 struct fix {
 	char dir[64], wal_dir[80], sinks[80];
 	struct wal w;
-	uint8_t buf[1 << 16];
+	_Alignas(8) uint8_t buf[1 << 16];
 };
 
 static int setup(void **state)
@@ -159,19 +159,25 @@ static void log_batch(struct fix *f, uint64_t seq0, int n)
 {
 	uint8_t pl[256];
 	size_t len = 0;
+	struct seg_chain ch;
+	struct rec_mark_bind b;
+	seg_chain_start(&ch, f->w.link);
 	for (int i = 0; i < n; i++) {
 		uint64_t seq = seq0 + (uint64_t)i;
 		uint32_t plen = (uint32_t)(seq * 37 % 200) + 1;
 		for (uint32_t k = 0; k < plen; k++)
 			pl[k] = (uint8_t)(seq ^ k);
 		rec_build_data(f->buf + len, (const uint8_t *)"rd", 2, 3, 0, seq, seq, seq, pl, plen, mi_crc32(pl, plen));
+		seg_chain_add(&ch, (const struct rec_hdr *)(const void *)(f->buf + len));
 		len += rec_size(2, plen);
 	}
 	uint64_t pos = seq0;
-	rec_build_mark(f->buf + len, 1, 1, &pos, 0);
+	seg_chain_bind(&ch, f->w.lsn + len, &b);
+	rec_build_mark(f->buf + len, 1, 1, &pos, 0, &b);
+	uint32_t mark_crc = ((const struct rec_hdr *)(const void *)(f->buf + len))->crc;
 	len += rec_size(0, REC_MARK_PLEN(1));
 	struct iovec v = { f->buf, len };
-	assert_int_equal(wal_append(&f->w, &v, 1, len), 0);
+	assert_int_equal(wal_append(&f->w, &v, 1, len, mark_crc), 0);
 	assert_int_equal(wal_sync(&f->w), 0);
 }
 

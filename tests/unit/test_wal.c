@@ -115,6 +115,17 @@ static int teardown(void **state)
 	return r;
 }
 
+static int hdr_parse(const uint8_t *b, size_t len, uint64_t *first, uint64_t *lid)
+{
+	struct seg_hdr h;
+	int r = seg_hdr_parse(b, len, &h);
+	if (r == 0) {
+		*first = h.first_lsn;
+		*lid = h.log_id;
+	}
+	return r;
+}
+
 static void seg_path(const struct fix *f, uint64_t first, char *buf, size_t len)
 {
 	char name[SEG_NAME_LEN];
@@ -174,7 +185,7 @@ static void open_new(struct fix *f)
 static void append1(struct fix *f, const void *p, size_t len)
 {
 	struct iovec v = { (void *)p, len };
-	assert_int_equal(wal_append(&f->w, &v, 1, len), 0);
+	assert_int_equal(wal_append(&f->w, &v, 1, len, f->w.link), 0);
 }
 
 static void test_open_creates_first_segment_with_valid_header(void **state)
@@ -191,7 +202,7 @@ static void test_open_creates_first_segment_with_valid_header(void **state)
 	assert_non_null(strstr(f->w.seg_path, "/00000000000000000000.seg"));
 	uint8_t *b = slurp_seg(f, 0, &len);
 	assert_int_equal(len, SEG_HDR_LEN);
-	assert_int_equal(seg_hdr_parse(b, len, &first, &lid), 0);
+	assert_int_equal(hdr_parse(b, len, &first, &lid), 0);
 	assert_int_equal(first, 0);
 	assert_int_equal(lid, LOG_ID);
 	free(b);
@@ -203,7 +214,7 @@ static void test_open_creates_first_segment_with_valid_header(void **state)
 	assert_non_null(strstr(f->w.seg_path, "/00000000000000004096.seg"));
 	assert_int_equal(wal_room(&f->w), SEG_MAX);
 	b = slurp_seg(f, 4096, &len);
-	assert_int_equal(seg_hdr_parse(b, len, &first, &lid), 0);
+	assert_int_equal(hdr_parse(b, len, &first, &lid), 0);
 	assert_int_equal(first, 4096);
 	free(b);
 }
@@ -245,7 +256,7 @@ static void test_open_takes_over_an_empty_leftover(void **state)
 		assert_int_equal(wal_open(&f->w, f->dir, LOG_ID, SEG_MAX, 512, 512, 1), 0);
 		uint8_t *b = slurp(path, &len);
 		assert_int_equal(len, SEG_HDR_LEN);
-		assert_int_equal(seg_hdr_parse(b, len, &first, &lid), 0);
+		assert_int_equal(hdr_parse(b, len, &first, &lid), 0);
 		assert_int_equal(first, 512);
 		free(b);
 		wal_close(&f->w);
@@ -261,7 +272,7 @@ static void test_multi_iovec_append_writes_bytes_in_order(void **state)
 	struct iovec v[5] = {
 		{ a, la }, { b, 0 }, { b, 40 }, { b + 40, lb - 40 }, { c, lc },
 	};
-	assert_int_equal(wal_append(&f->w, v, 5, la + lb + lc), 0);
+	assert_int_equal(wal_append(&f->w, v, 5, la + lb + lc, f->w.link), 0);
 	assert_int_equal(f->w.lsn, la + lb + lc);
 	assert_int_equal(f->w.synced_lsn, 0);
 	size_t n = 0;
@@ -305,7 +316,7 @@ static void test_short_writes_are_resumed(void **state)
 		struct iovec v[3] = { { a, la }, { b, lb }, { c, lc } };
 		io.max_per_call = steps[s];
 		io.calls = 0;
-		assert_int_equal(wal_append(&f->w, v, 3, la + lb + lc), 0);
+		assert_int_equal(wal_append(&f->w, v, 3, la + lb + lc, f->w.link), 0);
 		assert_int_equal(io.calls, (la + lb + lc + steps[s] - 1) / steps[s]);
 		lsn += la + lb + lc;
 		assert_int_equal(f->w.lsn, lsn);
@@ -355,7 +366,7 @@ static void test_failed_append_leaves_no_partial_record(void **state)
 	io.calls = 0;
 	io.fail_from = 4;                       /* 300 bytes written, then ENOSPC */
 	io.fail_errno = ENOSPC;
-	assert_int_equal(wal_append(&f->w, &v, 1, lb), -ENOSPC);
+	assert_int_equal(wal_append(&f->w, &v, 1, lb, f->w.link), -ENOSPC);
 	assert_int_equal(f->w.lsn, la);
 	uint8_t *file = slurp_seg(f, 0, &len);
 	assert_true(len >= SEG_HDR_LEN + la);
@@ -366,11 +377,11 @@ static void test_failed_append_leaves_no_partial_record(void **state)
 	/* a pwritev that makes no progress is an error too */
 	io.fail_from = 0;
 	io.return_zero = 1;
-	assert_int_equal(wal_append(&f->w, &v, 1, lb), -EIO);
+	assert_int_equal(wal_append(&f->w, &v, 1, lb, f->w.link), -EIO);
 	assert_int_equal(f->w.lsn, la);
 	io.return_zero = 0;
 	io.max_per_call = 0;
-	assert_int_equal(wal_append(&f->w, &v, 1, lb), 0);
+	assert_int_equal(wal_append(&f->w, &v, 1, lb, f->w.link), 0);
 	file = slurp_seg(f, 0, &len);
 	assert_int_equal(len, SEG_HDR_LEN + la + lb);
 	assert_memory_equal(file + SEG_HDR_LEN, a, la);
@@ -388,10 +399,10 @@ static void test_more_than_64_iovecs_is_einval(void **state)
 		v[i] = (struct iovec){ a, la };
 	open_new(f);
 	io.calls = 0;
-	assert_int_equal(wal_append(&f->w, v, 65, 65ull * la), -EINVAL);
+	assert_int_equal(wal_append(&f->w, v, 65, 65ull * la, f->w.link), -EINVAL);
 	assert_int_equal(io.calls, 0);
 	assert_int_equal(f->w.lsn, 0);
-	assert_int_equal(wal_append(&f->w, v, 64, 64ull * la), 0);
+	assert_int_equal(wal_append(&f->w, v, 64, 64ull * la, f->w.link), 0);
 	assert_int_equal(f->w.lsn, 64ull * la);
 }
 
@@ -465,7 +476,7 @@ static void test_rotate_starts_a_segment_named_by_lsn(void **state)
 	assert_non_null(strstr(f->w.seg_path, name));
 	uint8_t *file = slurp_seg(f, la, &len);
 	assert_int_equal(len, SEG_HDR_LEN);
-	assert_int_equal(seg_hdr_parse(file, len, &first, &lid), 0);
+	assert_int_equal(hdr_parse(file, len, &first, &lid), 0);
 	assert_int_equal(first, la);
 	assert_int_equal(lid, LOG_ID);
 	free(file);
@@ -546,7 +557,7 @@ static void test_rotate_takes_the_preallocated_spare(void **state)
 	assert_int_equal(wal_sync(&f->w), 0);
 	uint8_t *file = slurp_seg(f, 0, &len);
 	assert_int_equal(len, SEG_HDR_LEN + SMALL_SEG);              /* did not grow */
-	assert_int_equal(seg_hdr_parse(file, len, &first, &lid), 0);
+	assert_int_equal(hdr_parse(file, len, &first, &lid), 0);
 	assert_int_equal(first, 0);
 	assert_int_equal(lid, LOG_ID);
 	assert_memory_equal(file + SEG_HDR_LEN, a, la);
@@ -675,22 +686,49 @@ static void test_seg_hdr_parse_rejects_any_damage(void **state)
 {
 	(void)state;
 	uint8_t h[SEG_HDR_LEN];
-	uint64_t first = 0, lid = 0;
-	seg_hdr_build(h, 777, LOG_ID, 123);
+	struct seg_hdr sh;
+	seg_hdr_build(h, 777, LOG_ID, 123, SEG_F_RECYCLED);
 	assert_memory_equal(h, "MIWALSEG", 8);
 	assert_int_equal(mi_get32(h + 8), SEG_VERSION);
+	assert_int_equal(SEG_VERSION, 2);
 	assert_int_equal(mi_get32(h + 12), SEG_HDR_LEN);
 	assert_int_equal(mi_get64(h + 32), 123);
-	assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &first, &lid), 0);
-	assert_int_equal(first, 777);
-	assert_int_equal(lid, LOG_ID);
-	assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN - 1, &first, &lid), -EBADMSG);
+	assert_int_equal(mi_get32(h + 40), SEG_F_RECYCLED);
+	assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &sh), 0);
+	assert_int_equal(sh.first_lsn, 777);
+	assert_int_equal(sh.log_id, LOG_ID);
+	assert_int_equal(sh.created_ns, 123);
+	assert_int_equal(sh.version, 2);
+	assert_int_equal(sh.flags, SEG_F_RECYCLED);
+	assert_int_equal(sh.crc, mi_get32(h + 60));
+	assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN - 1, &sh), -EBADMSG);
 	for (int i = 0; i < SEG_HDR_LEN; i++) {
 		h[i] ^= 0x10;
-		first = lid = 5;
-		assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &first, &lid), -EBADMSG);
-		assert_int_equal(first, 5);                 /* out-params untouched */
+		sh.first_lsn = 5;
+		assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &sh), -EBADMSG);
+		assert_int_equal(sh.first_lsn, 5);          /* out-params untouched */
 		h[i] ^= 0x10;
+	}
+}
+
+/* Version 1 (older builds) still reads, without flags; a version this
+ * build does not know does not. */
+static void test_seg_hdr_versions(void **state)
+{
+	(void)state;
+	uint8_t h[SEG_HDR_LEN];
+	struct seg_hdr sh;
+	static const struct { uint32_t version, flags; int ok; } cases[] = {
+		{ 1, 0, 1 }, { 1, SEG_F_RECYCLED, 0 }, { 2, 0, 1 }, { 0, 0, 0 }, { 3, 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		seg_hdr_build(h, 64, LOG_ID, 1, 0);
+		mi_put32(h + 8, cases[i].version);
+		mi_put32(h + 40, cases[i].flags);
+		mi_put32(h + 60, mi_crc32(h, 60));
+		assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &sh), cases[i].ok ? 0 : -EBADMSG);
+		if (cases[i].ok)
+			assert_int_equal(sh.version, cases[i].version);
 	}
 }
 
@@ -738,7 +776,7 @@ static void test_seg_rec_check_statuses(void **state)
 	assert_int_equal(seg_rec_check(buf, REC_HDR_LEN, 4096), SEG_REC_BAD);
 	/* a MARK is checked the same way */
 	uint64_t pos[2] = { 10, 20 };
-	rec_build_mark(buf, 1, 2, pos, 5);
+	rec_build_mark(buf, 1, 2, pos, 5, NULL);
 	assert_int_equal(seg_rec_check(buf, rec_size(0, REC_MARK_PLEN(2)), 4096), SEG_REC_OK);
 	buf[REC_HDR_LEN + 16] ^= 1;
 	assert_int_equal(seg_rec_check(buf, rec_size(0, REC_MARK_PLEN(2)), 4096), SEG_REC_BAD);
@@ -768,6 +806,7 @@ int main(void)
 		T(test_zero_range_and_dirty_end),
 		T(test_seg_list_sorts_by_lsn_and_ignores_other_files),
 		T(test_seg_hdr_parse_rejects_any_damage),
+		T(test_seg_hdr_versions),
 		T(test_seg_rec_check_statuses),
 	};
 #undef T
