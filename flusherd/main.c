@@ -93,7 +93,10 @@ static int take_lock(const char *wal_dir)
  *
  * Retention (flusherd/retire.h) runs here too, off the commit path, every
  * RETAIN_MS: within a second of the last holder moving past a segment.  It
- * is handed done_lsn, the checkpoint this thread last wrote and synced. */
+ * is handed done_lsn, the checkpoint this thread last wrote and synced.
+ * It also runs as soon as a rotation took the spare, before a new spare
+ * is begun: the segment it retires then is recycled as the next spare,
+ * and no segment of zeros is written. */
 struct checkpointer {
 	const struct settings *s;
 	struct shm_ctl *ctl;
@@ -140,6 +143,7 @@ static void *checkpoint_main(void *arg)
 {
 	struct checkpointer *k = arg;
 	uint64_t slept = 0, since_retain = 0, last_lsn = shm_load_acquire(&k->ctl->durable_lsn), rate = 0;
+	uint64_t *ctr = shm_ctr(k->ctl, STAGE_FLUSHERD), rotations = __atomic_load_n(&ctr[FC_SEGMENTS], __ATOMIC_RELAXED);
 	int spare_err = 0, spare_wait = 0;
 	struct wal_spare sp = { .fd = -1 };
 	char wal_dir[512];
@@ -150,6 +154,12 @@ static void *checkpoint_main(void *arg)
 		last_lsn = lsn;
 		rate = (rate * 7 + tick_rate) / 8;
 		uint64_t pace = 2 * rate > SPARE_MIN_RATE ? 2 * rate : SPARE_MIN_RATE;
+		uint64_t rot = __atomic_load_n(&ctr[FC_SEGMENTS], __ATOMIC_RELAXED);
+		if (retire_enabled(k->s) && (since_retain >= RETAIN_MS || rot != rotations)) {
+			since_retain = 0;
+			rotations = rot;
+			retire_run(&k->rt, k->done_lsn, shm_load_acquire(&k->ctl->durable_lsn), &sp);
+		}
 		if (spare_wait > 0)
 			spare_wait--;
 		if (spare_wait == 0) {
@@ -165,10 +175,6 @@ static void *checkpoint_main(void *arg)
 		nanosleep(&ts, NULL);
 		slept += TICK_MS;
 		since_retain += TICK_MS;
-		if (since_retain >= RETAIN_MS && retire_enabled(k->s)) {
-			since_retain = 0;
-			retire_run(&k->rt, k->done_lsn, shm_load_acquire(&k->ctl->durable_lsn));
-		}
 		if (slept < (uint64_t)k->s->checkpoint_ms)
 			continue;
 		slept = 0;

@@ -202,7 +202,7 @@ static double mib(uint64_t b)
 	return (double)b / (1 << 20);
 }
 
-int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn)
+int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct wal_spare *sp)
 {
 	struct seg_ent *segs = NULL;
 	struct retain_seg *rs = NULL;
@@ -255,19 +255,27 @@ int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn)
 		log_warn("retention: fsync %s: %s; nothing retired", rt->sinks_dir, strerror(-r));
 		goto out;
 	}
-	size_t done = 0;
+	size_t done = 0, recycled = 0;
 	uint64_t bytes = 0;
 	for (; done < plan.n; done++) {
 		char path[600];
 		snprintf(path, sizeof(path), "%s/%s", rt->wal_dir, segs[done].name);
-		if (unlink(path) < 0) {
+		/* -EEXIST: a spare waits already; -EINVAL: not a whole segment */
+		r = recycled ? -EEXIST : wal_recycle(rt->wal_dir, segs[done].name, rt->s->segment_bytes, sp);
+		if (r == 0) {
+			recycled++;
+			shm_count(&rt->ctr[FC_RECYCLED_SEGMENTS], 1);
+		} else if (r != -EEXIST && r != -EINVAL) {
+			log_warn("retention: recycle %s: %s", path, strerror(-r));
+			break;
+		} else if (unlink(path) < 0) {
 			r = -errno;
 			log_warn("retention: unlink %s: %s", path, strerror(-r));
 			break;
-		}
-		/* on disk before the next one goes: a crash leaves a prefix gone */
-		if ((r = fsync_dir(rt->wal_dir)) < 0)
+		} else if ((r = fsync_dir(rt->wal_dir)) < 0) {
+			/* on disk before the next one goes: a crash leaves a prefix gone */
 			log_warn("retention: fsync %s: %s", rt->wal_dir, strerror(-r));
+		}
 		bytes += rs[done].bytes;
 		shm_count(&rt->ctr[FC_RETIRED_SEGMENTS], 1);
 		shm_count(&rt->ctr[FC_RETIRED_BYTES], rs[done].bytes);
@@ -277,11 +285,11 @@ int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn)
 		for (size_t i = done; i < nseg; i++)
 			left += rs[i].bytes;
 		prune_ages(rt, floor);
-		log_info("retention: retired %zu segment(s), %.1f MiB (LSN %llu to %llu, %s): the log starts at LSN %llu, "
-			 "%zu segment(s), %.1f MiB", done, mib(bytes), (unsigned long long)segs[0].first_lsn,
-			 (unsigned long long)floor,
+		log_info("retention: retired %zu segment(s), %.1f MiB (LSN %llu to %llu, %s; %zu recycled as the next "
+			 "segment): the log starts at LSN %llu, %zu segment(s), %.1f MiB", done, mib(bytes),
+			 (unsigned long long)segs[0].first_lsn, (unsigned long long)floor,
 			 rt->s->retain_bytes && in.retain_bytes < left + bytes ? "over retain_bytes" : "older than retain_ms",
-			 (unsigned long long)floor, nseg - done, mib(left));
+			 recycled, (unsigned long long)floor, nseg - done, mib(left));
 		r = (int)done;
 	}
 out:

@@ -19,6 +19,10 @@
  * place) and the pass fsyncs sinks/ so their renames are on disk too.
  * Each segment is then unlinked and wal/ fsynced before the next, so a
  * crash leaves the log contiguous.
+ *
+ * The first segment of a pass is recycled rather than unlinked when no
+ * spare waits (wal_recycle): the next rotation takes it, and flusherd does
+ * not write a segment of zeros for it.
  */
 #ifndef MI_RETIRE_H
 #define MI_RETIRE_H
@@ -27,6 +31,7 @@
 
 #include "common/settings.h"
 #include "flusherd/retain.h"
+#include "flusherd/wal.h"
 
 struct retire_name {
 	char name[64];
@@ -58,6 +63,8 @@ void retire_free(struct retirer *rt);
 /* Whether a limit is set at all (else a pass does nothing). */
 int retire_enabled(const struct settings *s);
 /* One pass.  ckpt_lsn: the durable checkpoint; end_lsn: the durable end
- * of the log.  Returns the segments retired, or -errno (logged). */
-int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn);
+ * of the log; sp: the spare being made, given up when a retired segment
+ * can be recycled instead (wal_recycle).  Returns the segments retired,
+ * or -errno (logged). */
+int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct wal_spare *sp);
 #endif

@@ -13,6 +13,8 @@
 
 #define SPARE "spare"
 #define SPARE_TMP "spare.tmp"
+#define RECYCLED "recycled"
+#define RECYCLED_TMP "recycled.tmp"
 
 static const uint8_t zeros[1 << 16];
 
@@ -68,6 +70,19 @@ int wal_spare_step(struct wal_spare *sp, const char *dir, uint64_t seg_max, uint
 		return -errno;
 	struct stat st;
 	int r = 0;
+	if (sp->fd < 0 && fstatat(dirfd, RECYCLED_TMP, &st, 0) == 0) {
+		/* a wal_recycle() cut short: its file is a retired segment,
+		 * untouched, so it may still serve */
+		if (renameat2(dirfd, RECYCLED_TMP, dirfd, RECYCLED, RENAME_NOREPLACE) < 0)
+			unlinkat(dirfd, RECYCLED_TMP, 0);
+	}
+	if (sp->fd < 0 && fstatat(dirfd, RECYCLED, &st, 0) == 0) {
+		if ((uint64_t)st.st_size == SEG_HDR_LEN + seg_max) {
+			r = 1;
+			goto out;
+		}
+		unlinkat(dirfd, RECYCLED, 0);   /* retired under another segment size */
+	}
 	if (sp->fd < 0 && fstatat(dirfd, SPARE, &st, 0) == 0) {
 		if ((uint64_t)st.st_size == SEG_HDR_LEN + seg_max) {
 			r = 1;
@@ -140,10 +155,55 @@ int wal_make_spare(const char *dir, uint64_t seg_max)
 	return r < 0 ? r : 0;
 }
 
-/* A new segment from the zero-filled spare: header, sync, rename into
- * place.  Its appends then overwrite allocated blocks, so fdatasync does
- * not have to commit a new file size to the journal.  -ENOENT when there
- * is no such file (of the right size). */
+/* Recycling saves the spare's writes: a full-rate log otherwise writes
+ * every byte twice, once as zeros.  The file keeps the records of the
+ * segment it was after the new header; version 2 segments make that safe
+ * (common/seg.h), and the header's SEG_F_RECYCLED says so. */
+int wal_recycle(const char *dir, const char *name, uint64_t seg_max, struct wal_spare *sp)
+{
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return -errno;
+	struct stat st;
+	int r;
+	if (fstatat(dirfd, SPARE, &st, 0) == 0 || fstatat(dirfd, RECYCLED, &st, 0) == 0 ||
+	    fstatat(dirfd, RECYCLED_TMP, &st, 0) == 0) {
+		r = -EEXIST;
+		goto out;
+	}
+	if (fstatat(dirfd, name, &st, 0) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((uint64_t)st.st_size != SEG_HDR_LEN + seg_max) {
+		r = -EINVAL;
+		goto out;
+	}
+	/* the spare being zero-filled is no longer needed */
+	if (sp && sp->fd >= 0) {
+		wal_spare_close(sp);
+		unlinkat(dirfd, SPARE_TMP, 0);
+	}
+	/* the old name must be gone on disk before anyone may write the file:
+	 * a rotation rewrites its header as soon as it is named recycled */
+	if (renameat2(dirfd, name, dirfd, RECYCLED_TMP, RENAME_NOREPLACE) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = 0;
+	if (fsync(dirfd) == 0)
+		renameat2(dirfd, RECYCLED_TMP, dirfd, RECYCLED, RENAME_NOREPLACE);
+	/* else recycled.tmp stays, out of the log; wal_spare_step finishes
+	 * the job (or removes it) */
+out:
+	close(dirfd);
+	return r;
+}
+
+/* A new segment from a ready file (recycled or the zero-filled spare):
+ * header, sync, rename into place.  Its appends then overwrite allocated
+ * blocks, so fdatasync does not have to commit a new file size to the
+ * journal.  -ENOENT when there is no such file (of the right size). */
 static int take_file(struct wal *w, const char *src, const char *name, uint64_t first, uint32_t flags)
 {
 	int fd = openat(w->dirfd, src, O_RDWR | O_CLOEXEC);
@@ -221,6 +281,7 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 		w->seg_first = first;
 		if (r == 0) {
 			w->version = h.version;
+			w->recycled = !!(h.flags & SEG_F_RECYCLED);
 			w->fsize = (uint64_t)st.st_size;
 			/* a version-1 segment takes no appends (wal_room): no chain */
 			if (h.version == SEG_VERSION)
@@ -233,8 +294,13 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 		}
 		return r;
 	}
-	w->spare_used = 0;
+	w->spare_used = w->recycled = 0;
 	w->version = SEG_VERSION;
+	if (take_file(w, RECYCLED, name, first, SEG_F_RECYCLED) == 0) {
+		w->seg_first = first;
+		w->spare_used = w->recycled = 1;
+		return 0;
+	}
 	if (take_file(w, SPARE, name, first, 0) == 0) {
 		w->seg_first = first;
 		w->spare_used = 1;

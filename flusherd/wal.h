@@ -11,9 +11,10 @@
  * New segments are version 2 (common/seg.h): each batch must end with a
  * MARK bound into the segment's chain, whose link the WAL keeps (link);
  * and each append is followed by up to 40 zero bytes inside the file, so
- * that the data ends at a zero header even where the file does not hold
- * zeros after it.  A new segment comes from the zero-filled
- * data/wal/spare, else it is a file that grows.
+ * that the data ends at a zero header even in a recycled file, whose bytes
+ * after the data are those of the segment it was.  A new segment comes
+ * from data/wal/recycled (a retired segment, wal_recycle), else from the
+ * zero-filled data/wal/spare, else it is a file that grows.
  */
 #ifndef MI_WAL_H
 #define MI_WAL_H
@@ -33,7 +34,8 @@ struct wal {
 	uint64_t synced_lsn;    /* end of fdatasync'd data */
 	char seg_path[300];
 	char fail_path[300];    /* the file the last failed call was about */
-	int spare_used;         /* the last new segment came from the spare */
+	int spare_used;         /* the last new segment came from the spare (or was recycled) */
+	int recycled;           /* ... from wal/recycled: SEG_F_RECYCLED */
 	int dir_unsynced;       /* a rename into dir awaits its fsync */
 	uint32_t version;       /* the current segment's; 1: full (appends go to a new one) */
 	uint64_t fsize;         /* its file size as far as we know (it only grows) */
@@ -54,6 +56,15 @@ struct wal_spare {
 };
 int wal_spare_step(struct wal_spare *sp, const char *dir, uint64_t seg_max, uint64_t budget);
 void wal_spare_close(struct wal_spare *sp);
+/* Makes the retired segment dir/name the next new segment's file, instead
+ * of unlinking it, when that saves writing a spare: its size is a whole
+ * segment's and neither a spare nor a recycled file is waiting (a spare
+ * being written, sp, is given up).  It is renamed to recycled.tmp, the
+ * directory synced, then renamed to recycled, so that a crash can never
+ * leave the old name on a file whose header was rewritten.  0 when
+ * recycled; -EEXIST (no use for it), -EINVAL (not a whole segment of this
+ * size, or no valid header) with the file left as it was; or -errno. */
+int wal_recycle(const char *dir, const char *name, uint64_t seg_max, struct wal_spare *sp);
 /* Writes zeros over [from, to) of fd.  0 or -errno. */
 int wal_zero_range(int fd, uint64_t from, uint64_t to);
 /* The end of the last non-zero byte of fd in [from, size), or from when

@@ -746,6 +746,129 @@ static void bytes_at(const struct fix *f, uint64_t seg_first, uint64_t lsn, void
 #define REC_PLEN 40
 #define REC_LEN (REC_HDR_LEN + 3 + REC_PLEN + 5)   /* a 3-byte device id: 88 bytes */
 
+/* A log whose active segment is a recycled file: segment 0 full of
+ * batches of device "old" (4 records of 88 bytes and a MARK each),
+ * segment 1 one batch of "mid", then segment 0 retired and recycled as
+ * the third segment.  New batches of 4 records of the same size land
+ * exactly where the old ones were: every stale record and MARK sits at a
+ * record boundary of the new data, the worst case for a reader.  Returns
+ * the new segment's first LSN. */
+static uint64_t recycled_log(struct fix *f)
+{
+	f->plen = REC_PLEN;
+	open_log(f);
+	uint64_t seq = 1;
+	while (f->w.lsn + BATCH_RECS * REC_LEN + MARK_LEN <= SEG_MAX - 4096) {
+		batch(f, "old", seq, BATCH_RECS, 1);
+		seq += BATCH_RECS;
+	}
+	assert_int_equal(rec_size(3, REC_PLEN), REC_LEN);
+	rotate(f);
+	batch(f, "mid", 1, BATCH_RECS, 1);
+	char name[SEG_NAME_LEN];
+	seg_name(0, name);
+	assert_int_equal(wal_recycle(f->wal_dir, name, SEG_MAX, NULL), 0);
+	assert_int_equal(wal_rotate(&f->w), 0);    /* no spare made: takes the recycled file */
+	assert_true(f->w.recycled);
+	seg_chain_start(&f->chain, f->w.link);
+	return f->w.seg_first;
+}
+
+/* Crash after the last synced write of a recycled segment: the log ends
+ * there, none of the stale records of segment 0 is read (its device is
+ * unknown after a fresh rebuild), and only the 40-byte end mark is
+ * written over them. */
+static void test_recycled_segment_recovers_to_its_last_write(void **state)
+{
+	struct fix *f = *state;
+	if (!f->prealloc)
+		skip();                /* only a whole preallocated segment is recycled */
+	uint64_t s2 = recycled_log(f);
+	batch(f, "new", 1, BATCH_RECS, 1);
+	batch(f, "new", 5, BATCH_RECS, 1);
+	batch(f, "new", 9, BATCH_RECS, 1);
+	uint64_t end = f->mark_end;
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.seg_first, s2);
+	assert_int_equal(f->res.end_lsn, end);
+	assert_int_equal(f->res.cut_bytes, 0);
+	assert_int_equal(f->res.records, (1 + 3) * (BATCH_RECS + 1));   /* from segment 1 (no checkpoint) */
+	assert_int_equal(durable_of(f, "new"), 12);
+	assert_int_equal(durable_of(f, "mid"), 4);
+	assert_int_equal(devtab_lookup(f->ctl, (const uint8_t *)"old", 3), -ENOENT);
+	/* the end: 40 zero bytes, then segment 0's records, left alone */
+	uint8_t b[REC_HDR_LEN + 8];
+	bytes_at(f, s2, end, b, sizeof(b), 0);
+	for (int i = 0; i < REC_HDR_LEN; i++)
+		assert_int_equal(b[i], 0);
+	assert_false(zero_from(f, s2, end));
+	assert_int_equal(replay(f, 0), 0);         /* stale bytes after the end are no damage */
+	/* it goes on from there, and a second crash agrees */
+	reopen_log(f);
+	batch(f, "new", 13, BATCH_RECS, 1);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	assert_int_equal(durable_of(f, "new"), 16);
+	assert_int_equal(replay(f, 0), 0);
+}
+
+/* A write whose pages did not all reach the disk (a power cut before its
+ * fdatasync): where one record's page was lost, the bytes of segment 0's
+ * record at the same place are a valid record, and the write's MARK is
+ * whole; only the MARK's digest tells.  The log ends before that write. */
+static void test_recycled_lost_page_inside_a_write_is_cut(void **state)
+{
+	struct fix *f = *state;
+	if (!f->prealloc)
+		skip();                /* only a whole preallocated segment is recycled */
+	uint64_t s2 = recycled_log(f);
+	batch(f, "new", 1, BATCH_RECS, 1);
+	batch(f, "new", 5, BATCH_RECS, 1);
+	uint64_t end = f->mark_end;
+	uint8_t stale[REC_LEN];
+	bytes_at(f, s2, end + REC_LEN, stale, sizeof(stale), 0);   /* what record 2 of the next write covers */
+	assert_int_equal(seg_rec_check(stale, sizeof(stale), 4096), SEG_REC_OK);
+	batch(f, "new", 9, BATCH_RECS, 1);
+	bytes_at(f, s2, end + REC_LEN, stale, sizeof(stale), 1);   /* that page never reached the disk */
+	assert_int_equal(replay(f, 0), 1);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, end);
+	assert_int_equal(f->res.cut_bytes, BATCH_RECS * REC_LEN);  /* the whole records the walk passed */
+	assert_int_equal(durable_of(f, "new"), 8);
+	assert_int_equal(devtab_lookup(f->ctl, (const uint8_t *)"old", 3), -ENOENT);
+	assert_int_equal(replay(f, 0), 0);
+}
+
+/* The same write lost whole, or only its MARK's page: segment 0's MARK
+ * at that place is whole and valid, but names its own (older) LSN. */
+static void test_recycled_stale_mark_is_cut(void **state)
+{
+	struct fix *f = *state;
+	if (!f->prealloc)
+		skip();                /* only a whole preallocated segment is recycled */
+	uint64_t s2 = recycled_log(f);
+	batch(f, "new", 1, BATCH_RECS, 1);
+	uint64_t end = f->mark_end;
+	uint64_t mark_at = end + BATCH_RECS * REC_LEN;
+	uint8_t stale[BATCH_RECS * REC_LEN + MARK_LEN];
+	bytes_at(f, s2, end, stale, sizeof(stale), 0);
+	const struct rec_hdr *sm = (const struct rec_hdr *)(const void *)(stale + BATCH_RECS * REC_LEN);
+	assert_int_equal(seg_rec_check((const uint8_t *)sm, MARK_LEN, 4096), SEG_REC_OK);
+	assert_int_equal(sm->type, REC_MARK);
+	for (int whole = 0; whole < 2; whole++) {
+		batch(f, "new", 5, BATCH_RECS, 1);
+		if (whole)
+			bytes_at(f, s2, end, stale, sizeof(stale), 1);
+		else
+			bytes_at(f, s2, mark_at, stale + BATCH_RECS * REC_LEN, MARK_LEN, 1);
+		assert_int_equal(recover(f), 0);
+		assert_int_equal(f->res.end_lsn, end);
+		assert_int_equal(durable_of(f, "new"), 4);
+		assert_int_equal(devtab_lookup(f->ctl, (const uint8_t *)"old", 3), -ENOENT);
+		reopen_log(f);
+	}
+}
+
 /* A write cut by one recovery, whose bytes stayed where a later write
  * went and was lost: A, B1, C1 written; the log rewound to A's end and
  * B2, C2 written there instead (same sizes); C2 lost, C1's bytes back.
@@ -882,6 +1005,9 @@ int main(void)
 		T(test_segment_of_another_log_is_refused),
 		T(test_recovered_log_reopens_and_grows),
 		T(test_replay_finds_damage_and_repair_cuts_at_the_last_mark),
+		T(test_recycled_segment_recovers_to_its_last_write),
+		T(test_recycled_lost_page_inside_a_write_is_cut),
+		T(test_recycled_stale_mark_is_cut),
 		T(test_a_write_that_followed_another_write_is_cut),
 		T(test_checkpoint_must_end_a_write),
 		T(test_version_1_log_recovers_and_goes_on_in_version_2),

@@ -151,7 +151,7 @@ static int teardown(void **state)
 
 static int run(struct fix *f, uint64_t ckpt)
 {
-	return retire_run(&f->rt, ckpt, f->first[NSEG]);
+	return retire_run(&f->rt, ckpt, f->first[NSEG], NULL);
 }
 
 static void test_holders_come_from_the_config_and_the_offset_files(void **state)

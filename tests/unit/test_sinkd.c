@@ -314,6 +314,46 @@ static void test_reader_without_the_segment_is_enoent(void **state)
 	reader_close(&r);
 }
 
+/* A reader that waits at the end of a segment keeps it mapped; if
+ * retention recycles that file as a new segment meanwhile, the file
+ * under the mapping holds new records where the old segment ended: the
+ * reader must notice the new header and move on to the segment that
+ * really starts there. */
+static void test_reader_at_the_end_of_a_recycled_segment_moves_on(void **state)
+{
+	struct fix *f = *state;
+	uint64_t boundary, lsn = 0;
+	struct reader r;
+	int err;
+	char name[SEG_NAME_LEN];
+	two_segments(f, 1, &boundary);
+	reader_init(&r, f->wal_dir, SEG_MAX);
+	while (lsn < boundary) {
+		const struct rec_hdr *h = reader_at(&r, lsn, &err);
+		assert_non_null(h);
+		lsn += rec_total(h);
+	}
+	assert_int_equal(r.seg_first, 0);          /* still mapped, waiting at its end */
+	seg_name(0, name);
+	assert_int_equal(wal_recycle(f->wal_dir, name, SEG_MAX, NULL), 0);
+	assert_int_equal(wal_rotate(&f->w), 0);
+	assert_true(f->w.recycled);
+	uint64_t s2 = f->w.seg_first, seq = 61;
+	while (f->w.lsn - s2 < boundary + 512) {
+		log_batch(f, seq, 10);
+		seq += 10;
+	}
+	const struct rec_hdr *h = reader_at(&r, boundary, &err);
+	assert_int_equal(err, 0);
+	check_rec(h, 41);
+	assert_int_equal(r.seg_first, boundary);
+	/* and on into the recycled one, read as what it now is */
+	h = reader_at(&r, s2, &err);
+	check_rec(h, 61);
+	assert_int_equal(r.seg_first, s2);
+	reader_close(&r);
+}
+
 /* ---- disk sink ---- */
 
 struct entry {
@@ -513,6 +553,7 @@ int main(void)
 		T(test_reader_jumps_forward_into_a_later_segment),
 		T(test_reader_jumps_forward_past_a_preallocated_segment),
 		T(test_reader_without_the_segment_is_enoent),
+		T(test_reader_at_the_end_of_a_recycled_segment_moves_on),
 		T(test_disk_sink_cuts_back_to_the_commit_after_a_crash),
 	};
 #undef T

@@ -618,6 +618,99 @@ static void test_spare_made_in_steps_appears_whole(void **state)
 	assert_int_equal(sp.fd, -1);
 }
 
+/* A retired segment of a whole segment's size becomes the next segment's
+ * file (wal/recycled) when no spare waits; a spare being written is given
+ * up for it; the rotation takes it first, flags it, and each append is
+ * followed by 40 zero bytes while the older segment's bytes after them
+ * stay as they were (nothing else of the file is written). */
+static void test_recycle_and_take_a_retired_segment(void **state)
+{
+	struct fix *f = *state;
+	uint8_t a[512], b[512];
+	uint32_t la = mkrec(a, 1, 300), lb = mkrec(b, 2, 20);
+	char name0[SEG_NAME_LEN], spare[128], tmp[128], recycled[128], rtmp[128];
+	size_t len;
+	struct seg_hdr sh;
+	snprintf(spare, sizeof(spare), "%s/spare", f->dir);
+	snprintf(tmp, sizeof(tmp), "%s/spare.tmp", f->dir);
+	snprintf(recycled, sizeof(recycled), "%s/recycled", f->dir);
+	snprintf(rtmp, sizeof(rtmp), "%s/recycled.tmp", f->dir);
+	seg_name(0, name0);
+	/* segment 0 from a spare (a whole segment), full of copies of a */
+	assert_int_equal(wal_make_spare(f->dir, SMALL_SEG), 0);
+	assert_int_equal(wal_open(&f->w, f->dir, LOG_ID, SMALL_SEG, 0, 0, 1), 0);
+	for (int i = 0; i < 10; i++)
+		append1(f, a, la);
+	assert_int_equal(wal_sync(&f->w), 0);
+	assert_int_equal(wal_rotate(&f->w), 0);    /* no spare: a growing segment */
+	uint64_t s1 = f->w.seg_first;
+	char name1[SEG_NAME_LEN];
+	seg_name(s1, name1);
+	append1(f, a, la);
+	assert_int_equal(wal_sync(&f->w), 0);
+	uint8_t *old = slurp_seg(f, 0, &len);
+	assert_int_equal(len, SEG_HDR_LEN + SMALL_SEG);
+	/* not a whole segment: kept for the caller to unlink */
+	assert_int_equal(wal_recycle(f->dir, name1, SMALL_SEG, NULL), -EINVAL);
+	/* a spare waits: no use for it */
+	assert_int_equal(wal_make_spare(f->dir, SMALL_SEG), 0);
+	assert_int_equal(wal_recycle(f->dir, name0, SMALL_SEG, NULL), -EEXIST);
+	assert_int_equal(unlink(spare), 0);
+	/* a spare half made is given up */
+	struct wal_spare sp = { .fd = -1 };
+	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 0);
+	assert_true(sp.fd >= 0);
+	assert_int_equal(wal_recycle(f->dir, name0, SMALL_SEG, &sp), 0);
+	assert_int_equal(sp.fd, -1);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_int_equal(access(rtmp, F_OK), -1);
+	assert_int_equal(access(recycled, F_OK), 0);
+	seg_path(f, 0, tmp, sizeof(tmp));
+	assert_int_equal(access(tmp, F_OK), -1);   /* out of the log */
+	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);   /* counts as ready */
+	assert_int_equal(wal_recycle(f->dir, name1, SMALL_SEG, NULL), -EEXIST);
+	/* the next rotation takes it */
+	assert_int_equal(wal_rotate(&f->w), 0);
+	assert_true(f->w.recycled);
+	assert_true(f->w.spare_used);
+	assert_int_equal(access(recycled, F_OK), -1);
+	uint64_t s2 = f->w.seg_first;
+	append1(f, b, lb);
+	assert_int_equal(wal_sync(&f->w), 0);
+	uint8_t *file = slurp_seg(f, s2, &len);
+	assert_int_equal(len, SEG_HDR_LEN + SMALL_SEG);
+	assert_int_equal(seg_hdr_parse(file, len, &sh), 0);
+	assert_int_equal(sh.first_lsn, s2);
+	assert_int_equal(sh.flags, SEG_F_RECYCLED);
+	assert_int_equal(f->w.link, sh.crc);
+	assert_memory_equal(file + SEG_HDR_LEN, b, lb);
+	assert_true(all_zero(file + SEG_HDR_LEN + lb, REC_HDR_LEN));
+	size_t from = SEG_HDR_LEN + lb + REC_HDR_LEN;
+	assert_memory_equal(file + from, old + from, len - from);
+	free(file);
+	free(old);
+}
+
+/* A recycle cut short between its two renames leaves recycled.tmp: the
+ * next spare step finishes it, or drops it when a file already waits. */
+static void test_recycle_cut_short_is_finished(void **state)
+{
+	struct fix *f = *state;
+	char rtmp[128], recycled[128];
+	struct wal_spare sp = { .fd = -1 };
+	snprintf(rtmp, sizeof(rtmp), "%s/recycled.tmp", f->dir);
+	snprintf(recycled, sizeof(recycled), "%s/recycled", f->dir);
+	uint8_t *z = calloc(1, SEG_HDR_LEN + SMALL_SEG);
+	put_file(rtmp, z, SEG_HDR_LEN + SMALL_SEG);
+	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);
+	assert_int_equal(access(rtmp, F_OK), -1);
+	assert_int_equal(access(recycled, F_OK), 0);
+	put_file(rtmp, z, 100);
+	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);
+	assert_int_equal(access(rtmp, F_OK), -1);
+	free(z);
+}
+
 static void test_zero_range_and_dirty_end(void **state)
 {
 	struct fix *f = *state;
@@ -805,6 +898,8 @@ int main(void)
 		T(test_spare_made_in_steps_appears_whole),
 		T(test_zero_range_and_dirty_end),
 		T(test_seg_list_sorts_by_lsn_and_ignores_other_files),
+		T(test_recycle_and_take_a_retired_segment),
+		T(test_recycle_cut_short_is_finished),
 		T(test_seg_hdr_parse_rejects_any_damage),
 		T(test_seg_hdr_versions),
 		T(test_seg_rec_check_statuses),
