@@ -260,8 +260,8 @@ int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct w
 	for (; done < plan.n; done++) {
 		char path[600];
 		snprintf(path, sizeof(path), "%s/%s", rt->wal_dir, segs[done].name);
-		/* -EEXIST: a spare waits already; -EINVAL: not a whole segment */
-		r = recycled ? -EEXIST : wal_recycle(rt->wal_dir, segs[done].name, rt->s->segment_bytes, sp);
+		/* -EEXIST: the pool is full; -EINVAL: not a whole segment */
+		r = wal_recycle(rt->wal_dir, segs[done].name, rt->s->segment_bytes, sp);
 		if (r == 0) {
 			recycled++;
 			shm_count(&rt->ctr[FC_RECYCLED_SEGMENTS], 1);

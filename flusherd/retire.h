@@ -20,9 +20,9 @@
  * Each segment is then unlinked and wal/ fsynced before the next, so a
  * crash leaves the log contiguous.
  *
- * The first segment of a pass is recycled rather than unlinked when no
- * spare waits (wal_recycle): the next rotation takes it, and flusherd does
- * not write a segment of zeros for it.
+ * A retired segment is recycled rather than unlinked while the pool of
+ * them has room (wal_recycle): a later rotation takes it, and flusherd
+ * does not write a segment of zeros for it.
  */
 #ifndef MI_RETIRE_H
 #define MI_RETIRE_H

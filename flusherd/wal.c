@@ -13,8 +13,27 @@
 
 #define SPARE "spare"
 #define SPARE_TMP "spare.tmp"
-#define RECYCLED "recycled"
 #define RECYCLED_TMP "recycled.tmp"
+
+/* wal/recycled.<i>: the pool of retired segments waiting to be taken */
+static void recycled_name(unsigned i, char buf[16])
+{
+	snprintf(buf, 16, "recycled.%u", i);
+}
+
+/* The first pool slot that holds (want 1) or lacks (want 0) a file, or
+ * WAL_RECYCLED_MAX. */
+static unsigned recycled_slot(int dirfd, int want)
+{
+	struct stat st;
+	char name[16];
+	for (unsigned i = 0; i < WAL_RECYCLED_MAX; i++) {
+		recycled_name(i, name);
+		if ((fstatat(dirfd, name, &st, 0) == 0) == want)
+			return i;
+	}
+	return WAL_RECYCLED_MAX;
+}
 
 static const uint8_t zeros[1 << 16];
 
@@ -73,15 +92,22 @@ int wal_spare_step(struct wal_spare *sp, const char *dir, uint64_t seg_max, uint
 	if (sp->fd < 0 && fstatat(dirfd, RECYCLED_TMP, &st, 0) == 0) {
 		/* a wal_recycle() cut short: its file is a retired segment,
 		 * untouched, so it may still serve */
-		if (renameat2(dirfd, RECYCLED_TMP, dirfd, RECYCLED, RENAME_NOREPLACE) < 0)
+		char name[16];
+		unsigned i = recycled_slot(dirfd, 0);
+		recycled_name(i, name);
+		if (i == WAL_RECYCLED_MAX || renameat2(dirfd, RECYCLED_TMP, dirfd, name, RENAME_NOREPLACE) < 0)
 			unlinkat(dirfd, RECYCLED_TMP, 0);
 	}
-	if (sp->fd < 0 && fstatat(dirfd, RECYCLED, &st, 0) == 0) {
+	for (unsigned i = 0; sp->fd < 0 && i < WAL_RECYCLED_MAX; i++) {
+		char name[16];
+		recycled_name(i, name);
+		if (fstatat(dirfd, name, &st, 0) < 0)
+			continue;
 		if ((uint64_t)st.st_size == SEG_HDR_LEN + seg_max) {
 			r = 1;
 			goto out;
 		}
-		unlinkat(dirfd, RECYCLED, 0);   /* retired under another segment size */
+		unlinkat(dirfd, name, 0);   /* retired under another segment size */
 	}
 	if (sp->fd < 0 && fstatat(dirfd, SPARE, &st, 0) == 0) {
 		if ((uint64_t)st.st_size == SEG_HDR_LEN + seg_max) {
@@ -166,11 +192,13 @@ int wal_recycle(const char *dir, const char *name, uint64_t seg_max, struct wal_
 		return -errno;
 	struct stat st;
 	int r;
-	if (fstatat(dirfd, SPARE, &st, 0) == 0 || fstatat(dirfd, RECYCLED, &st, 0) == 0 ||
-	    fstatat(dirfd, RECYCLED_TMP, &st, 0) == 0) {
+	char slot[16];
+	unsigned i = recycled_slot(dirfd, 0);
+	if (i == WAL_RECYCLED_MAX || fstatat(dirfd, RECYCLED_TMP, &st, 0) == 0) {
 		r = -EEXIST;
 		goto out;
 	}
+	recycled_name(i, slot);
 	if (fstatat(dirfd, name, &st, 0) < 0) {
 		r = -errno;
 		goto out;
@@ -179,20 +207,21 @@ int wal_recycle(const char *dir, const char *name, uint64_t seg_max, struct wal_
 		r = -EINVAL;
 		goto out;
 	}
-	/* the spare being zero-filled is no longer needed */
+	/* the spare being zero-filled is no longer needed (a spare already
+	 * made stays: it cost its writes, and serves when the pool is empty) */
 	if (sp && sp->fd >= 0) {
 		wal_spare_close(sp);
 		unlinkat(dirfd, SPARE_TMP, 0);
 	}
 	/* the old name must be gone on disk before anyone may write the file:
-	 * a rotation rewrites its header as soon as it is named recycled */
+	 * a rotation rewrites its header as soon as it is in the pool */
 	if (renameat2(dirfd, name, dirfd, RECYCLED_TMP, RENAME_NOREPLACE) < 0) {
 		r = -errno;
 		goto out;
 	}
 	r = 0;
 	if (fsync(dirfd) == 0)
-		renameat2(dirfd, RECYCLED_TMP, dirfd, RECYCLED, RENAME_NOREPLACE);
+		renameat2(dirfd, RECYCLED_TMP, dirfd, slot, RENAME_NOREPLACE);
 	/* else recycled.tmp stays, out of the log; wal_spare_step finishes
 	 * the job (or removes it) */
 out:
@@ -296,10 +325,14 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 	}
 	w->spare_used = w->recycled = 0;
 	w->version = SEG_VERSION;
-	if (take_file(w, RECYCLED, name, first, SEG_F_RECYCLED) == 0) {
-		w->seg_first = first;
-		w->spare_used = w->recycled = 1;
-		return 0;
+	for (unsigned i = 0; i < WAL_RECYCLED_MAX; i++) {
+		char src[16];
+		recycled_name(i, src);
+		if (take_file(w, src, name, first, SEG_F_RECYCLED) == 0) {
+			w->seg_first = first;
+			w->spare_used = w->recycled = 1;
+			return 0;
+		}
 	}
 	if (take_file(w, SPARE, name, first, 0) == 0) {
 		w->seg_first = first;

@@ -13,8 +13,8 @@
  * and each append is followed by up to 40 zero bytes inside the file, so
  * that the data ends at a zero header even in a recycled file, whose bytes
  * after the data are those of the segment it was.  A new segment comes
- * from data/wal/recycled (a retired segment, wal_recycle), else from the
- * zero-filled data/wal/spare, else it is a file that grows.
+ * from data/wal/recycled.<i> (a retired segment, wal_recycle), else from
+ * the zero-filled data/wal/spare, else it is a file that grows.
  */
 #ifndef MI_WAL_H
 #define MI_WAL_H
@@ -35,7 +35,7 @@ struct wal {
 	char seg_path[300];
 	char fail_path[300];    /* the file the last failed call was about */
 	int spare_used;         /* the last new segment came from the spare (or was recycled) */
-	int recycled;           /* ... from wal/recycled: SEG_F_RECYCLED */
+	int recycled;           /* ... from wal/recycled.<i>: SEG_F_RECYCLED */
 	int dir_unsynced;       /* a rename into dir awaits its fsync */
 	uint32_t version;       /* the current segment's; 1: full (appends go to a new one) */
 	uint64_t fsize;         /* its file size as far as we know (it only grows) */
@@ -56,14 +56,21 @@ struct wal_spare {
 };
 int wal_spare_step(struct wal_spare *sp, const char *dir, uint64_t seg_max, uint64_t budget);
 void wal_spare_close(struct wal_spare *sp);
-/* Makes the retired segment dir/name the next new segment's file, instead
- * of unlinking it, when that saves writing a spare: its size is a whole
- * segment's and neither a spare nor a recycled file is waiting (a spare
- * being written, sp, is given up).  It is renamed to recycled.tmp, the
- * directory synced, then renamed to recycled, so that a crash can never
- * leave the old name on a file whose header was rewritten.  0 when
- * recycled; -EEXIST (no use for it), -EINVAL (not a whole segment of this
- * size, or no valid header) with the file left as it was; or -errno. */
+/* Keeps the retired segment dir/name for a later rotation instead of
+ * unlinking it, so that no spare has to be written for it: when its size
+ * is a whole segment's and the pool (wal/recycled.0 .. WAL_RECYCLED_MAX-1)
+ * has room.  A spare being zero-filled (sp) is given up.  The file is
+ * renamed to recycled.tmp, the directory synced, then renamed into the
+ * pool, so that a crash can never leave the old name on a file whose
+ * header was rewritten.  0 when recycled; -EEXIST (pool full), -EINVAL
+ * (not a whole segment of this size) with the file left as it was; or
+ * -errno.
+ *
+ * A pool, not one file: retention goes by bursts (a sink commits its
+ * offset about once a second, and several segments may go at once),
+ * while rotations come one by one; the pool carries the segments of one
+ * burst to the rotations of the next second. */
+#define WAL_RECYCLED_MAX 4
 int wal_recycle(const char *dir, const char *name, uint64_t seg_max, struct wal_spare *sp);
 /* Writes zeros over [from, to) of fd.  0 or -errno. */
 int wal_zero_range(int fd, uint64_t from, uint64_t to);

@@ -618,22 +618,23 @@ static void test_spare_made_in_steps_appears_whole(void **state)
 	assert_int_equal(sp.fd, -1);
 }
 
-/* A retired segment of a whole segment's size becomes the next segment's
- * file (wal/recycled) when no spare waits; a spare being written is given
- * up for it; the rotation takes it first, flags it, and each append is
- * followed by 40 zero bytes while the older segment's bytes after them
- * stay as they were (nothing else of the file is written). */
+/* A retired segment of a whole segment's size joins the pool of files
+ * for later rotations (wal/recycled.<i>), up to WAL_RECYCLED_MAX; a spare
+ * being written is given up for it; a rotation takes a recycled file
+ * before the spare, flags it, and each append is followed by 40 zero
+ * bytes while the older segment's bytes after them stay as they were
+ * (nothing else of the file is written). */
 static void test_recycle_and_take_a_retired_segment(void **state)
 {
 	struct fix *f = *state;
 	uint8_t a[512], b[512];
 	uint32_t la = mkrec(a, 1, 300), lb = mkrec(b, 2, 20);
-	char name0[SEG_NAME_LEN], spare[128], tmp[128], recycled[128], rtmp[128];
+	char name0[SEG_NAME_LEN], spare[128], tmp[128], pool0[128], rtmp[128];
 	size_t len;
 	struct seg_hdr sh;
 	snprintf(spare, sizeof(spare), "%s/spare", f->dir);
 	snprintf(tmp, sizeof(tmp), "%s/spare.tmp", f->dir);
-	snprintf(recycled, sizeof(recycled), "%s/recycled", f->dir);
+	snprintf(pool0, sizeof(pool0), "%s/recycled.0", f->dir);
 	snprintf(rtmp, sizeof(rtmp), "%s/recycled.tmp", f->dir);
 	seg_name(0, name0);
 	/* segment 0 from a spare (a whole segment), full of copies of a */
@@ -652,10 +653,6 @@ static void test_recycle_and_take_a_retired_segment(void **state)
 	assert_int_equal(len, SEG_HDR_LEN + SMALL_SEG);
 	/* not a whole segment: kept for the caller to unlink */
 	assert_int_equal(wal_recycle(f->dir, name1, SMALL_SEG, NULL), -EINVAL);
-	/* a spare waits: no use for it */
-	assert_int_equal(wal_make_spare(f->dir, SMALL_SEG), 0);
-	assert_int_equal(wal_recycle(f->dir, name0, SMALL_SEG, NULL), -EEXIST);
-	assert_int_equal(unlink(spare), 0);
 	/* a spare half made is given up */
 	struct wal_spare sp = { .fd = -1 };
 	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 0);
@@ -664,16 +661,20 @@ static void test_recycle_and_take_a_retired_segment(void **state)
 	assert_int_equal(sp.fd, -1);
 	assert_int_equal(access(tmp, F_OK), -1);
 	assert_int_equal(access(rtmp, F_OK), -1);
-	assert_int_equal(access(recycled, F_OK), 0);
+	assert_int_equal(access(pool0, F_OK), 0);
 	seg_path(f, 0, tmp, sizeof(tmp));
 	assert_int_equal(access(tmp, F_OK), -1);   /* out of the log */
 	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);   /* counts as ready */
-	assert_int_equal(wal_recycle(f->dir, name1, SMALL_SEG, NULL), -EEXIST);
-	/* the next rotation takes it */
+	/* with a spare there too (none is made while the pool has one, but
+	 * one made before stays), the rotation takes the recycled file */
+	uint8_t *zs = calloc(1, SEG_HDR_LEN + SMALL_SEG);
+	put_file(spare, zs, SEG_HDR_LEN + SMALL_SEG);
+	free(zs);
 	assert_int_equal(wal_rotate(&f->w), 0);
 	assert_true(f->w.recycled);
 	assert_true(f->w.spare_used);
-	assert_int_equal(access(recycled, F_OK), -1);
+	assert_int_equal(access(pool0, F_OK), -1);
+	assert_int_equal(access(spare, F_OK), 0);
 	uint64_t s2 = f->w.seg_first;
 	append1(f, b, lb);
 	assert_int_equal(wal_sync(&f->w), 0);
@@ -689,22 +690,35 @@ static void test_recycle_and_take_a_retired_segment(void **state)
 	assert_memory_equal(file + from, old + from, len - from);
 	free(file);
 	free(old);
+	/* the pool holds at most WAL_RECYCLED_MAX */
+	uint8_t *z = calloc(1, SEG_HDR_LEN + SMALL_SEG);
+	for (int i = 0; i <= WAL_RECYCLED_MAX; i++) {
+		char p[128], n[32];
+		snprintf(n, sizeof(n), "x%d", i);
+		snprintf(p, sizeof(p), "%s/%s", f->dir, n);
+		put_file(p, z, SEG_HDR_LEN + SMALL_SEG);
+		assert_int_equal(wal_recycle(f->dir, n, SMALL_SEG, NULL), i < WAL_RECYCLED_MAX ? 0 : -EEXIST);
+		assert_int_equal(access(p, F_OK), i < WAL_RECYCLED_MAX ? -1 : 0);
+	}
+	free(z);
 }
 
 /* A recycle cut short between its two renames leaves recycled.tmp: the
- * next spare step finishes it, or drops it when a file already waits. */
+ * next spare step puts it in the pool, or drops it when the pool is full. */
 static void test_recycle_cut_short_is_finished(void **state)
 {
 	struct fix *f = *state;
-	char rtmp[128], recycled[128];
+	char rtmp[128], p[128];
 	struct wal_spare sp = { .fd = -1 };
 	snprintf(rtmp, sizeof(rtmp), "%s/recycled.tmp", f->dir);
-	snprintf(recycled, sizeof(recycled), "%s/recycled", f->dir);
 	uint8_t *z = calloc(1, SEG_HDR_LEN + SMALL_SEG);
-	put_file(rtmp, z, SEG_HDR_LEN + SMALL_SEG);
-	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);
-	assert_int_equal(access(rtmp, F_OK), -1);
-	assert_int_equal(access(recycled, F_OK), 0);
+	for (int i = 0; i < WAL_RECYCLED_MAX; i++) {
+		put_file(rtmp, z, SEG_HDR_LEN + SMALL_SEG);
+		assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);
+		assert_int_equal(access(rtmp, F_OK), -1);
+		snprintf(p, sizeof(p), "%s/recycled.%d", f->dir, i);
+		assert_int_equal(access(p, F_OK), 0);
+	}
 	put_file(rtmp, z, 100);
 	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);
 	assert_int_equal(access(rtmp, F_OK), -1);
