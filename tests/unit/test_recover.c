@@ -923,6 +923,43 @@ static void test_checkpoint_must_end_a_write(void **state)
 	assert_non_null(strstr(f->err, "no write ends at the checkpoint"));
 }
 
+/* A log whose first segments were retired: it starts at the first one
+ * left, not at LSN 0, for recovery (with a checkpoint, and without one:
+ * from the first segment) and for --replay. */
+static void test_log_whose_first_segments_were_retired(void **state)
+{
+	struct fix *f = *state;
+	open_log(f);
+	batch(f, "r", 1, 3, 1);
+	rotate(f);
+	batch(f, "r", 4, 3, 1);
+	rotate(f);
+	batch(f, "r", 7, 3, 1);
+	uint64_t s2 = f->w.seg_first;
+	store_meta(f, f->mark_end, f->mark_pos);
+	char path[128];
+	seg_file(f, 0, path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(replay(f, 0), 0);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.seg_first, s2);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	/* no meta: the scan starts at the first segment left */
+	char meta[128];
+	snprintf(meta, sizeof(meta), "%s/meta", f->dir);
+	assert_int_equal(unlink(meta), 0);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	assert_int_equal(f->res.records, 2 * (3 + 1));
+	assert_int_equal(durable_of(f, "r"), 9);
+	/* and it goes on */
+	reopen_log(f);
+	batch(f, "r", 10, 2, 1);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	assert_int_equal(replay(f, 0), 0);
+}
+
 /* A log written by an older build (version-1 segments, MARKs without a
  * binding) still recovers and replays; this build goes on in a new,
  * version-2 segment rather than appending to it. */
@@ -1011,6 +1048,7 @@ int main(void)
 		T(test_a_write_that_followed_another_write_is_cut),
 		T(test_checkpoint_must_end_a_write),
 		T(test_version_1_log_recovers_and_goes_on_in_version_2),
+		T(test_log_whose_first_segments_were_retired),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);
