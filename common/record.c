@@ -40,19 +40,27 @@ void rec_build_data(void *dst, const uint8_t *id, uint8_t id_len, uint16_t topic
 	h->crc = rec_crc_with(h, payload_crc);
 }
 
-void rec_build_mark(void *dst, uint64_t shm_id, uint32_t nrings, const uint64_t *pos, uint64_t srv_ns)
+void rec_build_mark(void *dst, uint64_t shm_id, uint32_t nrings, const uint64_t *pos, uint64_t srv_ns,
+		    const struct rec_mark_bind *b)
 {
 	struct rec_hdr *h = dst;
 	uint8_t *p = (uint8_t *)dst + REC_HDR_LEN;
+	static const struct rec_mark_bind none;
+	if (!b)
+		b = &none;
 	memset(h, 0, sizeof(*h));
 	h->plen = REC_MARK_PLEN(nrings);
 	h->type = REC_MARK;
 	h->srv_ns = srv_ns;
 	mi_put64(p, shm_id);
 	mi_put32(p + 8, nrings);
-	mi_put32(p + 12, 0);
+	mi_put32(p + 12, b->nrec);
 	for (uint32_t i = 0; i < nrings; i++)
 		mi_put64(p + 16 + 8 * i, pos[i]);
+	uint8_t *t = p + 16 + 8 * nrings;
+	mi_put64(t, b->lsn);
+	mi_put32(t + 8, b->digest);
+	mi_put32(t + 12, b->prev);
 	uint32_t end = REC_HDR_LEN + h->plen, total = rec_size(0, h->plen);
 	memset((uint8_t *)dst + end, 0, total - end);
 	h->crc = rec_crc(h);

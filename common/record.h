@@ -20,10 +20,22 @@
  *                    then zeros to the next multiple of 8
  *
  * REC_MARK ends every write flusherd makes: its payload says which ring
- * positions the WAL holds up to and including this write:
- *   u64 shm_id (the ring epoch), u32 nrings, u32 0, u64 pos[nrings].
- * Recovery trusts the log only up to its last MARK, so a write torn midway
- * is cut whole and its records, still in the rings, are written again.
+ * positions the WAL holds up to and including this write, and (in version-2
+ * segments, common/seg.h) binds the MARK to its place in the log:
+ *   off   size field
+ *   0     8    shm_id   the ring epoch the positions belong to
+ *   8     4    nrings
+ *   12    4    nrec     records of the write before this MARK (0 in version 1)
+ *   16    8*n  pos[n]   ring i's consumer position after this write
+ *   16+8n 8    lsn      this MARK's own LSN                 } version 2
+ *   24+8n 4    digest   CRC-32 of those records' crc fields } only
+ *   28+8n 4    prev     crc of the segment's previous MARK  }
+ *                       (of its header for the first)
+ * plen is 32 + 8n (16 + 8n in version 1), so a MARK is 72 + 8n bytes and
+ * its last 16 bytes are lsn, digest, prev: the MARK that ends at a given
+ * LSN is found from there (seg_mark_ending_at).  Recovery trusts the log
+ * only up to its last MARK, so a write torn midway is cut whole and its
+ * records, still in the rings, are written again.
  *
  * REC_PAD fills a ring's end when the next record does not fit before the
  * wrap; plen counts the pad bytes after the 40-byte header.  When fewer than
@@ -89,13 +101,34 @@ void rec_build_data(void *dst, const uint8_t *id, uint8_t id_len, uint16_t topic
 		    uint32_t plen, uint32_t payload_crc);
 
 /* MARK payload helpers. */
-#define REC_MARK_PLEN(nrings) (16u + 8u * (nrings))
+#define REC_MARK_MAX_RINGS 16
+#define REC_MARK_PLEN(nrings) (32u + 8u * (nrings))
+#define REC_MARK_PLEN_V1(nrings) (16u + 8u * (nrings))
+#define REC_MARK_MAX_LEN (REC_HDR_LEN + REC_MARK_PLEN(REC_MARK_MAX_RINGS))
 static inline uint64_t rec_mark_shm_id(const struct rec_hdr *h) { return mi_get64(rec_payload(h)); }
 static inline uint32_t rec_mark_nrings(const struct rec_hdr *h) { return mi_get32(rec_payload(h) + 8); }
+static inline uint32_t rec_mark_nrec(const struct rec_hdr *h) { return mi_get32(rec_payload(h) + 12); }
 static inline uint64_t rec_mark_pos(const struct rec_hdr *h, uint32_t i)
 {
 	return mi_get64(rec_payload(h) + 16 + 8 * i);
 }
-/* Builds a MARK into dst (rec_size(0, REC_MARK_PLEN(nrings)) bytes). */
-void rec_build_mark(void *dst, uint64_t shm_id, uint32_t nrings, const uint64_t *pos, uint64_t srv_ns);
+/* The version-2 binding (valid when plen == REC_MARK_PLEN(nrings)). */
+struct rec_mark_bind {
+	uint64_t lsn;           /* the MARK's own LSN */
+	uint32_t nrec;          /* records of the write before it */
+	uint32_t digest;        /* CRC-32 of their crc fields, in log order */
+	uint32_t prev;          /* crc of the previous MARK in the segment, or of its header */
+};
+static inline void rec_mark_bind(const struct rec_hdr *h, struct rec_mark_bind *ret)
+{
+	const uint8_t *b = rec_payload(h) + 16 + 8 * rec_mark_nrings(h);
+	ret->lsn = mi_get64(b);
+	ret->nrec = rec_mark_nrec(h);
+	ret->digest = mi_get32(b + 8);
+	ret->prev = mi_get32(b + 12);
+}
+/* Builds a MARK into dst (rec_size(0, REC_MARK_PLEN(nrings)) bytes) bound
+ * by b (NULL: all zero, for rings and tests that never read it back). */
+void rec_build_mark(void *dst, uint64_t shm_id, uint32_t nrings, const uint64_t *pos, uint64_t srv_ns,
+		    const struct rec_mark_bind *b);
 #endif

@@ -57,7 +57,8 @@ int seg_list(const char *dir, struct seg_ent **ret, size_t *ret_n)
 	return 0;
 }
 
-void seg_hdr_build(uint8_t out[SEG_HDR_LEN], uint64_t first_lsn, uint64_t log_id, uint64_t created_ns)
+void seg_hdr_build(uint8_t out[SEG_HDR_LEN], uint64_t first_lsn, uint64_t log_id, uint64_t created_ns,
+		   uint32_t flags)
 {
 	memset(out, 0, SEG_HDR_LEN);
 	memcpy(out, seg_magic, 8);
@@ -66,16 +67,24 @@ void seg_hdr_build(uint8_t out[SEG_HDR_LEN], uint64_t first_lsn, uint64_t log_id
 	mi_put64(out + 16, first_lsn);
 	mi_put64(out + 24, log_id);
 	mi_put64(out + 32, created_ns);
+	mi_put32(out + 40, flags);
 	mi_put32(out + 60, mi_crc32(out, 60));
 }
 
-int seg_hdr_parse(const uint8_t *in, size_t len, uint64_t *ret_first_lsn, uint64_t *ret_log_id)
+int seg_hdr_parse(const uint8_t *in, size_t len, struct seg_hdr *ret)
 {
-	if (len < SEG_HDR_LEN || memcmp(in, seg_magic, 8) || mi_get32(in + 8) != SEG_VERSION ||
-	    mi_get32(in + 12) != SEG_HDR_LEN || mi_get32(in + 60) != mi_crc32(in, 60))
+	if (len < SEG_HDR_LEN || memcmp(in, seg_magic, 8) || mi_get32(in + 12) != SEG_HDR_LEN ||
+	    mi_get32(in + 60) != mi_crc32(in, 60))
 		return -EBADMSG;
-	*ret_first_lsn = mi_get64(in + 16);
-	*ret_log_id = mi_get64(in + 24);
+	uint32_t version = mi_get32(in + 8), flags = mi_get32(in + 40);
+	if (version < 1 || version > SEG_VERSION || (version == 1 && flags))
+		return -EBADMSG;
+	ret->version = version;
+	ret->flags = flags;
+	ret->first_lsn = mi_get64(in + 16);
+	ret->log_id = mi_get64(in + 24);
+	ret->created_ns = mi_get64(in + 32);
+	ret->crc = mi_get32(in + 60);
 	return 0;
 }
 
@@ -112,6 +121,49 @@ const char *seg_rec_status_name(enum seg_rec_status s)
 	case SEG_REC_END: return "end";
 	case SEG_REC_TORN: return "torn record (runs past the end of the file)";
 	case SEG_REC_BAD: return "bad record (checksum or header)";
+	case SEG_REC_STALE: return "MARK that does not close the write before it (stale bytes or damage)";
 	}
 	return "?";
+}
+
+void seg_chain_bind(const struct seg_chain *c, uint64_t lsn, struct rec_mark_bind *ret)
+{
+	ret->lsn = lsn;
+	ret->nrec = c->nrec;
+	ret->digest = c->digest;
+	ret->prev = c->link;
+}
+
+int seg_chain_close(struct seg_chain *c, const struct rec_hdr *h, uint64_t lsn)
+{
+	uint32_t n = rec_mark_nrings(h);
+	if (h->type != REC_MARK || n > REC_MARK_MAX_RINGS || h->plen != REC_MARK_PLEN(n))
+		return 0;
+	struct rec_mark_bind b;
+	rec_mark_bind(h, &b);
+	if (b.lsn != lsn || b.nrec != c->nrec || b.digest != c->digest || b.prev != c->link)
+		return 0;
+	seg_chain_start(c, h->crc);
+	return 1;
+}
+
+const struct rec_hdr *seg_mark_ending_at(const uint8_t *end, size_t before, uint64_t lsn)
+{
+	if (before < REC_HDR_LEN + REC_MARK_PLEN(1))
+		return NULL;
+	uint64_t start = mi_get64(end - 16);   /* the trailer: lsn, digest, prev */
+	if (start >= lsn)
+		return NULL;
+	uint64_t total = lsn - start;
+	if (total > before || total < REC_HDR_LEN + REC_MARK_PLEN(1) || total > REC_MARK_MAX_LEN ||
+	    total % REC_ALIGN)
+		return NULL;
+	const uint8_t *p = end - total;
+	if ((uintptr_t)p % REC_ALIGN)
+		return NULL;
+	const struct rec_hdr *h = (const struct rec_hdr *)(const void *)p;
+	if (seg_rec_check(p, (size_t)total, REC_MARK_MAX_LEN) != SEG_REC_OK || h->type != REC_MARK ||
+	    rec_total(h) != total || h->plen != REC_MARK_PLEN(rec_mark_nrings(h)))
+		return NULL;
+	return h;
 }

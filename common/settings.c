@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -37,6 +38,10 @@ const struct cfg_opt settings_opts[] = {
 	{ "wal", "commit_bytes", CFG_SIZE, "4M", N(commit_bytes), 4096, 1ll << 30, "group commit: sync after this many bytes" },
 	{ "wal", "commit_us", CFG_INT, "1000", N(commit_us), 0, 1000000, "group commit: sync after this long" },
 	{ "wal", "checkpoint_ms", CFG_INT, "1000", N(checkpoint_ms), 10, 3600000, "meta + device checkpoint interval" },
+	{ "wal", "retain_bytes", CFG_SIZE, "0", N(retain_bytes), 0, INT64_MAX,
+	  "retire the oldest segments, once every sink is past them, while the log is larger (0: keep all)" },
+	{ "wal", "retain_ms", CFG_INT, "0", N(retain_ms), 0, 3153600000000ll,
+	  "retire segments whose newest record is older, once every sink is past them (0: keep all)" },
 	{ "filter", "mode", CFG_STR, "auto", S(filter_mode), 0, 0, "auto, ebpf, classic or off: kernel filters on the sockets" },
 	{ "filter", "ban_after", CFG_INT, "10", N(ban_after), 1, 1000000, "failed handshakes / framing errors from one address ..." },
 	{ "filter", "ban_window_ms", CFG_INT, "10000", N(ban_window_ms), 100, 86400000, "... within this window ..." },

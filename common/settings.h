@@ -44,6 +44,8 @@ struct settings {
 	uint64_t commit_bytes;
 	int64_t commit_us;
 	int64_t checkpoint_ms;
+	uint64_t retain_bytes;    /* retire the oldest segments above this (0: keep all) */
+	int64_t retain_ms;        /* retire segments whose newest record is older (0: keep all) */
 	char filter_mode[16];     /* auto, ebpf, classic, off */
 	int64_t ban_after;        /* failures from one source ... */
 	int64_t ban_window_ms;    /* ... within this window ... */

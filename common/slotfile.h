@@ -13,7 +13,7 @@
  *   4092 4   crc     CRC-32 (zlib) of bytes 0..4091
  *
  * Used for data/meta (flusherd); sink offsets carry blobs of any size and
- * use write-temp-fsync-rename instead (sinkd/offset.h).
+ * use write-temp-fsync-rename instead (common/offset.h).
  */
 #ifndef MI_SLOTFILE_H
 #define MI_SLOTFILE_H

@@ -9,6 +9,8 @@
 #include "shm/atomic.h"
 #include "shm/devtab.h"
 
+_Static_assert(SHM_MAX_RINGS <= REC_MARK_MAX_RINGS, "a MARK holds every ring's position");
+
 int commit_init(struct committer *c, struct shm_ctl *ctl, struct wal *w, const uint64_t *pos,
 		uint64_t commit_bytes, uint64_t commit_us, uint32_t max_rec)
 {
@@ -84,8 +86,11 @@ int64_t commit_step(struct committer *c)
 	if (limit > c->commit_bytes)
 		limit = c->commit_bytes;
 
-	/* first pass over the records: spans and the bytes they add up to;
-	 * device seqs are noted only once the write has succeeded */
+	/* first pass over the records: spans and the bytes they add up to,
+	 * and the MARK's digest of them; device seqs are noted only once the
+	 * write has succeeded */
+	struct seg_chain chain;
+	seg_chain_start(&chain, c->wal->link);
 	for (uint32_t r = 0; r < ctl->nrings; r++) {
 		struct ring_cons tmp = c->cons[r];
 		uint64_t head = shm_load_acquire(&tmp.h->head);
@@ -105,6 +110,7 @@ int64_t commit_step(struct committer *c)
 				span = (const uint8_t *)h;
 				span_len = n;
 			}
+			seg_chain_add(&chain, h);
 			ring_cons_advance(&tmp, n);
 			bytes += n;
 			records++;
@@ -121,9 +127,11 @@ int64_t commit_step(struct committer *c)
 			c->cons[r].pos = newpos[r];
 		return 0;
 	}
-	rec_build_mark(c->mark, ctl->shm_id, ctl->nrings, newpos, clock_real_ns());
+	struct rec_mark_bind bind;
+	seg_chain_bind(&chain, c->wal->lsn + bytes, &bind);
+	rec_build_mark(c->mark, ctl->shm_id, ctl->nrings, newpos, clock_real_ns(), &bind);
 	iov[niov++] = (struct iovec){ c->mark, mark_len };
-	int r = wal_append(c->wal, iov, niov, bytes + mark_len);
+	int r = wal_append(c->wal, iov, niov, bytes + mark_len, ((const struct rec_hdr *)(const void *)c->mark)->crc);
 	if (r < 0) {
 		shm_count(&c->ctr[FC_WRITE_ERRORS], 1);
 		c->fail_op = "write";

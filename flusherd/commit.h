@@ -36,7 +36,7 @@ struct committer {
 	uint32_t ntouched;
 	uint64_t *ctr;
 	const char *fail_op;                    /* what the last failure was doing (wal.fail_path: on what) */
-	uint8_t mark[REC_HDR_LEN + REC_MARK_PLEN(SHM_MAX_RINGS)];
+	_Alignas(8) uint8_t mark[REC_HDR_LEN + REC_MARK_PLEN(SHM_MAX_RINGS)];
 };
 
 int commit_init(struct committer *c, struct shm_ctl *ctl, struct wal *w, const uint64_t *pos,

@@ -25,6 +25,7 @@
 #include "flusherd/commit.h"
 #include "flusherd/recover.h"
 #include "flusherd/replay.h"
+#include "flusherd/retire.h"
 #include "flusherd/wal.h"
 #include "shm/atomic.h"
 #include "shm/devtab.h"
@@ -82,13 +83,20 @@ static int take_lock(const char *wal_dir)
 	return fd;
 }
 
-/* Housekeeping thread: checkpoints and the spare segment.
+/* Housekeeping thread: checkpoints, the spare segment and retention.
  *
  * Checkpoints run in their own thread: their fsyncs never hold up a group
  * commit.  They read only what the commit loop publishes in shm: durable_lsn
  * first, then each ring's released position.  A position read that way may
  * be newer than the LSN, never older, and the MARK that made it durable lies
- * after that LSN, so recovery (which scans from the LSN) always reaches it. */
+ * after that LSN, so recovery (which scans from the LSN) always reaches it.
+ *
+ * Retention (flusherd/retire.h) runs here too, off the commit path, every
+ * RETAIN_MS: within a second of the last holder moving past a segment.  It
+ * is handed done_lsn, the checkpoint this thread last wrote and synced.
+ * It also runs as soon as a rotation took the spare, before a new spare
+ * is begun: the segment it retires then is recycled as the next spare,
+ * and no segment of zeros is written. */
 struct checkpointer {
 	const struct settings *s;
 	struct shm_ctl *ctl;
@@ -96,6 +104,7 @@ struct checkpointer {
 	pthread_t th;
 	int stop;
 	uint64_t done_lsn;
+	struct retirer rt;
 };
 
 static int checkpoint(struct checkpointer *k)
@@ -128,11 +137,13 @@ static int checkpoint(struct checkpointer *k)
  * as the disk goes, which is what a full-rate log needs anyway. */
 #define SPARE_MIN_RATE (4ull << 20)
 #define TICK_MS 20
+#define RETAIN_MS 250
 
 static void *checkpoint_main(void *arg)
 {
 	struct checkpointer *k = arg;
-	uint64_t slept = 0, last_lsn = shm_load_acquire(&k->ctl->durable_lsn), rate = 0;
+	uint64_t slept = 0, since_retain = 0, last_lsn = shm_load_acquire(&k->ctl->durable_lsn), rate = 0;
+	uint64_t *ctr = shm_ctr(k->ctl, STAGE_FLUSHERD), rotations = __atomic_load_n(&ctr[FC_SEGMENTS], __ATOMIC_RELAXED);
 	int spare_err = 0, spare_wait = 0;
 	struct wal_spare sp = { .fd = -1 };
 	char wal_dir[512];
@@ -143,6 +154,12 @@ static void *checkpoint_main(void *arg)
 		last_lsn = lsn;
 		rate = (rate * 7 + tick_rate) / 8;
 		uint64_t pace = 2 * rate > SPARE_MIN_RATE ? 2 * rate : SPARE_MIN_RATE;
+		uint64_t rot = __atomic_load_n(&ctr[FC_SEGMENTS], __ATOMIC_RELAXED);
+		if (retire_enabled(k->s) && (since_retain >= RETAIN_MS || rot != rotations)) {
+			since_retain = 0;
+			rotations = rot;
+			retire_run(&k->rt, k->done_lsn, shm_load_acquire(&k->ctl->durable_lsn), &sp);
+		}
 		if (spare_wait > 0)
 			spare_wait--;
 		if (spare_wait == 0) {
@@ -157,6 +174,7 @@ static void *checkpoint_main(void *arg)
 		struct timespec ts = { 0, TICK_MS * 1000 * 1000 };
 		nanosleep(&ts, NULL);
 		slept += TICK_MS;
+		since_retain += TICK_MS;
 		if (slept < (uint64_t)k->s->checkpoint_ms)
 			continue;
 		slept = 0;
@@ -338,9 +356,14 @@ static int run(const struct settings *s)
 			 "rebuilding device seqs; their seqs may be low; run flusherd --replay",
 			 wal_dir, rr.damaged_seg, (unsigned long long)rr.damaged_off);
 	struct checkpointer k = { .s = s, .ctl = ctl, .log_id = rr.log_id };
+	if ((r = retire_init(&k.rt, s, ctr)) < 0) {
+		log_error("retention: %s", strerror(-r));
+		goto out;
+	}
 	checkpoint(&k);
 	if ((r = pthread_create(&k.th, NULL, checkpoint_main, &k)) != 0) {
 		log_error("checkpoint thread: %s", strerror(r));
+		retire_free(&k.rt);
 		goto out;
 	}
 	if ((r = shm_set_ready(ctl, s->data_dir, rr.log_id)) < 0) {
@@ -412,6 +435,7 @@ static int run(const struct settings *s)
 out_ckpt:
 	__atomic_store_n(&k.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(k.th, NULL);
+	retire_free(&k.rt);
 	if (ret == 0) {
 		checkpoint(&k);
 		log_info("stopped: log durable up to LSN %llu", (unsigned long long)wal.synced_lsn);

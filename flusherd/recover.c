@@ -166,16 +166,18 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 	 * last one whose batch was synced; see mark_synced()) */
 	uint64_t log_id = have_meta ? meta.log_id : 0;
 	uint64_t cut = ckpt, expect_first = segs[first].first_lsn;
-	size_t cut_seg = first;
+	size_t cut_seg = first, stop_seg = nseg;
+	uint64_t stop = 0;      /* file offset where the walk of segment stop_seg ended */
 	for (size_t s = first; s < nseg; s++) {
 		struct segmap m;
+		struct seg_hdr sh;
 		uint64_t sfirst, slog;
 		int last = s + 1 == nseg;
 		if ((r = map_seg(wal_dir, segs[s].name, &m)) < 0) {
 			snprintf(err, RECOVER_ERR_LEN, "%s/%s: %s", wal_dir, segs[s].name, strerror(-r));
 			goto out;
 		}
-		if (seg_hdr_parse(m.p, m.size, &sfirst, &slog) < 0 || sfirst != segs[s].first_lsn) {
+		if (seg_hdr_parse(m.p, m.size, &sh) < 0 || sh.first_lsn != segs[s].first_lsn) {
 			unmap_seg(&m);
 			if (last && m.size <= SEG_HDR_LEN) {
 				/* a rotation that died before its header was synced: the
@@ -195,6 +197,8 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 			r = -EBADMSG;
 			goto out;
 		}
+		sfirst = sh.first_lsn;
+		slog = sh.log_id;
 		if (!log_id)
 			log_id = slog;
 		if (slog != log_id || sfirst != expect_first) {
@@ -214,6 +218,24 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 			r = -EBADMSG;
 			goto out;
 		}
+		/* version 2: a MARK counts only if it closes the write before it
+		 * (common/seg.h), a chain rooted in the header; from the
+		 * checkpoint on, in the MARK that ends there (durable, so whole) */
+		int chained = sh.version >= 2;
+		struct seg_chain ch;
+		seg_chain_start(&ch, sh.crc);
+		if (chained && off > 0) {
+			const struct rec_hdr *mk = seg_mark_ending_at(m.p + SEG_HDR_LEN + off, (size_t)off, sfirst + off);
+			if (!mk) {
+				unmap_seg(&m);
+				snprintf(err, RECOVER_ERR_LEN,
+					 "%s/%s: no write ends at the checkpoint (LSN %llu): durable data is damaged; "
+					 "run flusherd --replay", wal_dir, segs[s].name, (unsigned long long)ckpt);
+				r = -EBADMSG;
+				goto out;
+			}
+			seg_chain_start(&ch, mk->crc);
+		}
 		enum seg_rec_status st = SEG_REC_END;
 		while (SEG_HDR_LEN + off < m.size) {
 			const uint8_t *p = m.p + SEG_HDR_LEN + off;
@@ -223,6 +245,12 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 			if (st != SEG_REC_OK)
 				break;
 			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)p;
+			if (chained && h->type == REC_MARK && !seg_chain_close(&ch, h, sfirst + off)) {
+				st = SEG_REC_STALE;
+				break;
+			}
+			if (chained && h->type != REC_MARK)
+				seg_chain_add(&ch, h);
 			off += rec_total(h);
 			res.records++;
 			if (h->type == REC_MARK && (fresh_shm || mark_synced(ctl, h))) {
@@ -233,6 +261,10 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 						res.pos[i] = rec_mark_pos(h, i);
 			}
 			st = SEG_REC_END;
+		}
+		if (cut_seg == s) {
+			stop_seg = s;
+			stop = SEG_HDR_LEN + off;
 		}
 		if (!last && st != SEG_REC_END) {
 			unmap_seg(&m);
@@ -288,17 +320,39 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 		}
 		/* zero (not truncate) what follows the last MARK: a preallocated
 		 * segment stays preallocated, and no stale record survives to be
-		 * read as part of the log after the next crash */
+		 * read as part of the log after the next crash.  A recycled
+		 * segment holds an older segment's records to its end: zeroing
+		 * them all would cost what recycling saves, and the MARK chain
+		 * already keeps them out of the log (common/seg.h), so only the
+		 * whole records the walk passed after the cut are zeroed, and a
+		 * zero header at the cut ends the data as a write would */
 		uint64_t keep = SEG_HDR_LEN + (cut - segs[cut_seg].first_lsn), dirty = keep;
-		if ((uint64_t)st.st_size > keep &&
-		    ((r = wal_dirty_end(fd, keep, (uint64_t)st.st_size, &dirty)) < 0 ||
-		     (r = wal_zero_range(fd, keep, dirty)) < 0)) {
+		uint8_t hb[SEG_HDR_LEN];
+		struct seg_hdr cuth;
+		int recycled = pread(fd, hb, SEG_HDR_LEN, 0) == SEG_HDR_LEN &&
+			       seg_hdr_parse(hb, SEG_HDR_LEN, &cuth) == 0 && (cuth.flags & SEG_F_RECYCLED);
+		if (recycled) {
+			uint64_t upto = stop_seg == cut_seg && stop > keep ? stop : keep;
+			res.cut_bytes += upto - keep;
+			dirty = upto > keep + REC_HDR_LEN ? upto : keep + REC_HDR_LEN;
+			if (dirty > (uint64_t)st.st_size)
+				dirty = (uint64_t)st.st_size;
+			if (dirty > keep && (r = wal_zero_range(fd, keep, dirty)) < 0) {
+				snprintf(err, RECOVER_ERR_LEN, "%s: cut at %llu bytes: %s", path,
+					 (unsigned long long)keep, strerror(-r));
+				close(fd);
+				goto out;
+			}
+		} else if ((uint64_t)st.st_size > keep &&
+			   ((r = wal_dirty_end(fd, keep, (uint64_t)st.st_size, &dirty)) < 0 ||
+			    (r = wal_zero_range(fd, keep, dirty)) < 0)) {
 			snprintf(err, RECOVER_ERR_LEN, "%s: cut at %llu bytes: %s", path, (unsigned long long)keep,
 				 strerror(-r));
 			close(fd);
 			goto out;
 		}
-		res.cut_bytes += dirty - keep;
+		if (!recycled)
+			res.cut_bytes += dirty - keep;
 		/* the previous flusherd may have died between write and sync */
 		if (fdatasync(fd) < 0) {
 			r = -errno;
@@ -360,8 +414,8 @@ devices:
 				goto out;
 			}
 			/* pass 1 checked only the segments from the checkpoint on */
-			uint64_t hfirst, hlog;
-			if (seg_hdr_parse(m.p, m.size, &hfirst, &hlog) < 0 || hfirst != sfirst || hlog != res.log_id) {
+			struct seg_hdr hh;
+			if (seg_hdr_parse(m.p, m.size, &hh) < 0 || hh.first_lsn != sfirst || hh.log_id != res.log_id) {
 				if (!res.damaged_seg[0]) {
 					snprintf(res.damaged_seg, sizeof(res.damaged_seg), "%s", segs[s].name);
 					res.damaged_off = 0;

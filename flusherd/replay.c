@@ -54,7 +54,8 @@ int replay_run(const struct settings *s, int dump, int repair)
 	struct seg_ent *segs = NULL;
 	size_t nseg = 0;
 	int lock = -1, r, ret = 2;
-	uint64_t records = 0, data_records = 0, bytes = 0, expect = 0, log_id = 0;
+	uint64_t records = 0, data_records = 0, bytes = 0, expect = 0, log_id = 0, start = 0;
+	size_t nread = 0;
 	struct damage dmg = { 0, 0, 0 };
 	struct cut cut = { 0, 0 }, mark = { 0, 0 };
 	unsigned problems = 0;
@@ -97,6 +98,11 @@ int replay_run(const struct settings *s, int dump, int repair)
 		struct stat st;
 		snprintf(path, sizeof(path), "%s/%s", wal_dir, segs[i].name);
 		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 && errno == ENOENT && nread == 0) {
+			/* retired by a running flusherd since the listing: the
+			 * log now starts after it */
+			continue;
+		}
 		if (fd < 0 || fstat(fd, &st) < 0) {
 			fprintf(stderr, "%s: %s\n", path, strerror(errno));
 			if (fd >= 0)
@@ -110,8 +116,10 @@ int replay_run(const struct settings *s, int dump, int repair)
 			fprintf(stderr, "%s: mmap: %s\n", path, strerror(errno));
 			goto out;
 		}
-		uint64_t first, lid;
-		if (!p || seg_hdr_parse(p, size, &first, &lid) < 0 || first != segs[i].first_lsn) {
+		struct seg_hdr sh;
+		if (!nread++)
+			start = segs[i].first_lsn;
+		if (!p || seg_hdr_parse(p, size, &sh) < 0 || sh.first_lsn != segs[i].first_lsn) {
 			fprintf(stderr, "%s: offset 0: bad segment header\n", path);
 			problems++;
 			if (!dmg.found)
@@ -120,7 +128,13 @@ int replay_run(const struct settings *s, int dump, int repair)
 				munmap(p, size);
 			continue;
 		}
-		if (i > 0 && first != expect) {
+		uint64_t first = sh.first_lsn, lid = sh.log_id;
+		/* version 2: MARKs must close their writes (common/seg.h); a
+		 * recycled file holds an older segment's records after the end */
+		int chained = sh.version >= 2, stale_after_end = chained && (sh.flags & SEG_F_RECYCLED);
+		struct seg_chain ch;
+		seg_chain_start(&ch, sh.crc);
+		if (nread > 1 && first != expect) {
 			fprintf(stderr, "%s: starts at LSN %llu but the previous segment ends at %llu\n", path,
 				(unsigned long long)first, (unsigned long long)expect);
 			problems++;
@@ -136,13 +150,17 @@ int replay_run(const struct settings *s, int dump, int repair)
 			const uint8_t *rp = p + SEG_HDR_LEN + off;
 			size_t avail = size - SEG_HDR_LEN - off;
 			enum seg_rec_status st2 = seg_rec_check(rp, avail, MI_MAX_FRAME_CAP + 4096);
+			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)rp;
+			if (st2 == SEG_REC_OK && chained && h->type == REC_MARK && !seg_chain_close(&ch, h, first + off))
+				st2 = SEG_REC_STALE;
 			if (st2 == SEG_REC_END) {
 				/* zeros to the end of the file: a preallocated segment's
-				 * unused room; anything else after them is damage */
+				 * unused room; anything else after them is damage (but
+				 * in a recycled file: the segment it was before) */
 				size_t z = 0;
-				while (z < avail && !rp[z])
+				while (!stale_after_end && z < avail && !rp[z])
 					z++;
-				if (z < avail) {
+				if (!stale_after_end && z < avail) {
 					fprintf(stderr, "%s: offset %llu (LSN %llu): data after the end of the log "
 						"(%zu bytes from here to the end)\n", path,
 						(unsigned long long)(SEG_HDR_LEN + off),
@@ -154,7 +172,6 @@ int replay_run(const struct settings *s, int dump, int repair)
 				break;
 			}
 			if (st2 != SEG_REC_OK) {
-				const struct rec_hdr *h = (const struct rec_hdr *)(const void *)rp;
 				fprintf(stderr, "%s: offset %llu (LSN %llu): %s; %zu bytes from here to the end\n",
 					path, (unsigned long long)(SEG_HDR_LEN + off),
 					(unsigned long long)(first + off), seg_rec_status_name(st2), avail);
@@ -166,7 +183,8 @@ int replay_run(const struct settings *s, int dump, int repair)
 					dump_rec(first + off, h, 0);
 				break;
 			}
-			const struct rec_hdr *h = (const struct rec_hdr *)(const void *)rp;
+			if (chained && h->type != REC_MARK)
+				seg_chain_add(&ch, h);
 			records++;
 			if (h->type == REC_MARK && !dmg.found)
 				mark = (struct cut){ i, off + rec_total(h) };
@@ -182,8 +200,12 @@ int replay_run(const struct settings *s, int dump, int repair)
 		munmap(p, size);
 	}
 	fflush(stdout);
-	fprintf(stderr, "%s: %zu segment(s), %llu records (%llu data), %llu bytes, log ends at LSN %llu: %s\n",
-		wal_dir, nseg, (unsigned long long)records, (unsigned long long)data_records,
+	/* a log whose oldest segments were retired starts after them */
+	char from[64] = "";
+	if (start)
+		snprintf(from, sizeof(from), " from LSN %llu", (unsigned long long)start);
+	fprintf(stderr, "%s: %zu segment(s)%s, %llu records (%llu data), %llu bytes, log ends at LSN %llu: %s\n",
+		wal_dir, nread, from, (unsigned long long)records, (unsigned long long)data_records,
 		(unsigned long long)bytes, (unsigned long long)expect,
 		problems ? "DAMAGED" : "whole");
 	ret = problems ? 1 : 0;
@@ -205,7 +227,7 @@ int replay_run(const struct settings *s, int dump, int repair)
 		if (cut.off == 0 && fd >= 0) {
 			/* header damaged or nothing valid: rewrite it empty */
 			uint8_t hdr[SEG_HDR_LEN];
-			seg_hdr_build(hdr, segs[cut.seg].first_lsn, log_id, 0);
+			seg_hdr_build(hdr, segs[cut.seg].first_lsn, log_id, 0, 0);
 			if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
 				fd = (close(fd), -1);
 		}

@@ -13,6 +13,27 @@
 
 #define SPARE "spare"
 #define SPARE_TMP "spare.tmp"
+#define RECYCLED_TMP "recycled.tmp"
+
+/* wal/recycled.<i>: the pool of retired segments waiting to be taken */
+static void recycled_name(unsigned i, char buf[16])
+{
+	snprintf(buf, 16, "recycled.%u", i);
+}
+
+/* The first pool slot that holds (want 1) or lacks (want 0) a file, or
+ * WAL_RECYCLED_MAX. */
+static unsigned recycled_slot(int dirfd, int want)
+{
+	struct stat st;
+	char name[16];
+	for (unsigned i = 0; i < WAL_RECYCLED_MAX; i++) {
+		recycled_name(i, name);
+		if ((fstatat(dirfd, name, &st, 0) == 0) == want)
+			return i;
+	}
+	return WAL_RECYCLED_MAX;
+}
 
 static const uint8_t zeros[1 << 16];
 
@@ -68,6 +89,26 @@ int wal_spare_step(struct wal_spare *sp, const char *dir, uint64_t seg_max, uint
 		return -errno;
 	struct stat st;
 	int r = 0;
+	if (sp->fd < 0 && fstatat(dirfd, RECYCLED_TMP, &st, 0) == 0) {
+		/* a wal_recycle() cut short: its file is a retired segment,
+		 * untouched, so it may still serve */
+		char name[16];
+		unsigned i = recycled_slot(dirfd, 0);
+		recycled_name(i, name);
+		if (i == WAL_RECYCLED_MAX || renameat2(dirfd, RECYCLED_TMP, dirfd, name, RENAME_NOREPLACE) < 0)
+			unlinkat(dirfd, RECYCLED_TMP, 0);
+	}
+	for (unsigned i = 0; sp->fd < 0 && i < WAL_RECYCLED_MAX; i++) {
+		char name[16];
+		recycled_name(i, name);
+		if (fstatat(dirfd, name, &st, 0) < 0)
+			continue;
+		if ((uint64_t)st.st_size == SEG_HDR_LEN + seg_max) {
+			r = 1;
+			goto out;
+		}
+		unlinkat(dirfd, name, 0);   /* retired under another segment size */
+	}
 	if (sp->fd < 0 && fstatat(dirfd, SPARE, &st, 0) == 0) {
 		if ((uint64_t)st.st_size == SEG_HDR_LEN + seg_max) {
 			r = 1;
@@ -140,26 +181,77 @@ int wal_make_spare(const char *dir, uint64_t seg_max)
 	return r < 0 ? r : 0;
 }
 
-/* A new segment from the zero-filled spare: header, sync, rename into
- * place.  Its appends then overwrite allocated blocks, so fdatasync does
- * not have to commit a new file size to the journal. */
-static int take_spare(struct wal *w, const char *name, const uint8_t hdr[SEG_HDR_LEN])
+/* Recycling saves the spare's writes: a full-rate log otherwise writes
+ * every byte twice, once as zeros.  The file keeps the records of the
+ * segment it was after the new header; version 2 segments make that safe
+ * (common/seg.h), and the header's SEG_F_RECYCLED says so. */
+int wal_recycle(const char *dir, const char *name, uint64_t seg_max, struct wal_spare *sp)
 {
-	int fd = openat(w->dirfd, SPARE, O_RDWR | O_CLOEXEC);
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return -errno;
+	struct stat st;
+	int r;
+	char slot[16];
+	unsigned i = recycled_slot(dirfd, 0);
+	if (i == WAL_RECYCLED_MAX || fstatat(dirfd, RECYCLED_TMP, &st, 0) == 0) {
+		r = -EEXIST;
+		goto out;
+	}
+	recycled_name(i, slot);
+	if (fstatat(dirfd, name, &st, 0) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if ((uint64_t)st.st_size != SEG_HDR_LEN + seg_max) {
+		r = -EINVAL;
+		goto out;
+	}
+	/* the spare being zero-filled is no longer needed (a spare already
+	 * made stays: it cost its writes, and serves when the pool is empty) */
+	if (sp && sp->fd >= 0) {
+		wal_spare_close(sp);
+		unlinkat(dirfd, SPARE_TMP, 0);
+	}
+	/* the old name must be gone on disk before anyone may write the file:
+	 * a rotation rewrites its header as soon as it is in the pool */
+	if (renameat2(dirfd, name, dirfd, RECYCLED_TMP, RENAME_NOREPLACE) < 0) {
+		r = -errno;
+		goto out;
+	}
+	r = 0;
+	if (fsync(dirfd) == 0)
+		renameat2(dirfd, RECYCLED_TMP, dirfd, slot, RENAME_NOREPLACE);
+	/* else recycled.tmp stays, out of the log; wal_spare_step finishes
+	 * the job (or removes it) */
+out:
+	close(dirfd);
+	return r;
+}
+
+/* A new segment from a ready file (recycled or the zero-filled spare):
+ * header, sync, rename into place.  Its appends then overwrite allocated
+ * blocks, so fdatasync does not have to commit a new file size to the
+ * journal.  -ENOENT when there is no such file (of the right size). */
+static int take_file(struct wal *w, const char *src, const char *name, uint64_t first, uint32_t flags)
+{
+	int fd = openat(w->dirfd, src, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
 	if (fstat(fd, &st) < 0 || (uint64_t)st.st_size != SEG_HDR_LEN + w->seg_max) {
 		close(fd);
-		unlinkat(w->dirfd, SPARE, 0);
+		unlinkat(w->dirfd, src, 0);
 		return -ENOENT;
 	}
+	uint8_t hdr[SEG_HDR_LEN];
+	seg_hdr_build(hdr, first, w->log_id, clock_real_ns(), flags);
 	int r = 0;
 	if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
 		r = errno ? -errno : -EIO;
 	else if (fdatasync(fd) < 0)
 		r = -errno;
-	else if (renameat2(w->dirfd, SPARE, w->dirfd, name, RENAME_NOREPLACE) < 0)
+	else if (renameat2(w->dirfd, src, w->dirfd, name, RENAME_NOREPLACE) < 0)
 		r = -errno;
 	else if (fsync(w->dirfd) < 0) {
 		/* renamed already: the segment is in place, and giving it up would
@@ -173,6 +265,27 @@ static int take_spare(struct wal *w, const char *name, const uint8_t hdr[SEG_HDR
 		return r;
 	}
 	w->fd = fd;
+	w->fsize = (uint64_t)st.st_size;
+	w->link = w->synced_link = mi_get32(hdr + 60);
+	return 0;
+}
+
+/* The link of the chain at lsn in the open segment (header h): the
+ * header's crc at its start, else the crc of the MARK that ends there. */
+static int link_at(struct wal *w, const struct seg_hdr *h, uint64_t lsn)
+{
+	if (lsn == w->seg_first) {
+		w->link = h->crc;
+		return 0;
+	}
+	uint64_t data = lsn - w->seg_first, n = data < REC_MARK_MAX_LEN ? data : REC_MARK_MAX_LEN;
+	_Alignas(8) uint8_t buf[REC_MARK_MAX_LEN];
+	if (pread(w->fd, buf + sizeof(buf) - n, n, (off_t)(SEG_HDR_LEN + data - n)) != (ssize_t)n)
+		return -EIO;
+	const struct rec_hdr *m = seg_mark_ending_at(buf + sizeof(buf), (size_t)n, lsn);
+	if (!m)
+		return -EBADMSG;
+	w->link = m->crc;
 	return 0;
 }
 
@@ -185,14 +298,43 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 		int fd = openat(w->dirfd, name, O_RDWR | O_CLOEXEC);
 		if (fd < 0)
 			return -errno;
+		uint8_t b[SEG_HDR_LEN];
+		struct seg_hdr h;
+		struct stat st;
+		int r = 0;
+		if (fstat(fd, &st) < 0)
+			r = -errno;
+		else if (pread(fd, b, SEG_HDR_LEN, 0) != SEG_HDR_LEN || seg_hdr_parse(b, SEG_HDR_LEN, &h) < 0)
+			r = -EBADMSG;
 		w->fd = fd;
 		w->seg_first = first;
-		return 0;
+		if (r == 0) {
+			w->version = h.version;
+			w->recycled = !!(h.flags & SEG_F_RECYCLED);
+			w->fsize = (uint64_t)st.st_size;
+			/* a version-1 segment takes no appends (wal_room): no chain */
+			if (h.version == SEG_VERSION)
+				r = link_at(w, &h, w->lsn);
+			w->synced_link = w->link;
+		}
+		if (r < 0) {
+			close(fd);
+			w->fd = -1;
+		}
+		return r;
 	}
-	uint8_t hdr[SEG_HDR_LEN];
-	seg_hdr_build(hdr, first, w->log_id, clock_real_ns());
-	w->spare_used = 0;
-	if (take_spare(w, name, hdr) == 0) {
+	w->spare_used = w->recycled = 0;
+	w->version = SEG_VERSION;
+	for (unsigned i = 0; i < WAL_RECYCLED_MAX; i++) {
+		char src[16];
+		recycled_name(i, src);
+		if (take_file(w, src, name, first, SEG_F_RECYCLED) == 0) {
+			w->seg_first = first;
+			w->spare_used = w->recycled = 1;
+			return 0;
+		}
+	}
+	if (take_file(w, SPARE, name, first, 0) == 0) {
 		w->seg_first = first;
 		w->spare_used = 1;
 		return 0;
@@ -212,6 +354,8 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 	}
 	if (fd < 0)
 		return -errno;
+	uint8_t hdr[SEG_HDR_LEN];
+	seg_hdr_build(hdr, first, w->log_id, clock_real_ns(), 0);
 	int r = 0;
 	if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
 		r = errno ? -errno : -EIO;
@@ -224,6 +368,8 @@ static int open_seg(struct wal *w, uint64_t first, int create)
 	}
 	w->fd = fd;
 	w->seg_first = first;
+	w->fsize = SEG_HDR_LEN;
+	w->link = w->synced_link = mi_get32(hdr + 60);
 	return 0;
 }
 
@@ -265,32 +411,41 @@ int wal_rotate(struct wal *w)
 {
 	if (w->lsn != w->synced_lsn)
 		return -EINVAL;
-	int old = w->fd;
-	uint64_t old_first = w->seg_first;
-	char old_path[sizeof(w->seg_path)];
-	memcpy(old_path, w->seg_path, sizeof(old_path));
+	struct wal old = *w;
 	w->fd = -1;
 	int r = open_seg(w, w->lsn, 1);
 	if (r < 0) {
-		failed_on(w, w->seg_path);
-		w->fd = old;
-		w->seg_first = old_first;
-		memcpy(w->seg_path, old_path, sizeof(old_path));
+		char path[sizeof(w->seg_path)];
+		memcpy(path, w->seg_path, sizeof(path));
+		int dir_unsynced = w->dir_unsynced;
+		*w = old;
+		w->dir_unsynced |= dir_unsynced;
+		failed_on(w, path);
 		return r;
 	}
-	close(old);
+	close(old.fd);
 	return 0;
 }
 
-int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t bytes)
+int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t bytes, uint32_t mark_crc)
 {
 	off_t off = (off_t)(SEG_HDR_LEN + (w->lsn - w->seg_first));
-	uint64_t done = 0;
-	struct iovec v[64];
+	uint64_t done = 0, end = (uint64_t)off + bytes;
+	struct iovec v[65];
 	int vi = 0;
 	if (iovcnt > 64)
 		return -EINVAL;
 	memcpy(v, iov, sizeof(*iov) * (size_t)iovcnt);
+	/* zeros after the batch, within the file: the end of the data, even
+	 * where the file holds an older segment's records (the next append
+	 * overwrites them; a growing file needs none) */
+	uint64_t term = w->fsize > end ? w->fsize - end : 0;
+	if (term > REC_HDR_LEN)
+		term = REC_HDR_LEN;
+	if (term) {
+		v[iovcnt++] = (struct iovec){ (void *)zeros, (size_t)term };
+		bytes += term;
+	}
 	while (done < bytes) {
 		ssize_t n = pwritev(w->fd, v + vi, iovcnt - vi, off + (off_t)done);
 		if (n < 0) {
@@ -318,7 +473,10 @@ int wal_append(struct wal *w, const struct iovec *iov, int iovcnt, uint64_t byte
 			v[vi].iov_len -= (size_t)n;
 		}
 	}
-	w->lsn += bytes;
+	w->lsn += bytes - term;
+	w->link = mark_crc;
+	if (end > w->fsize)
+		w->fsize = end;
 	return 0;
 }
 
@@ -346,8 +504,10 @@ int wal_sync(struct wal *w)
 		wal_zero_range(w->fd, SEG_HDR_LEN + (w->synced_lsn - w->seg_first),
 			   SEG_HDR_LEN + (w->lsn - w->seg_first));
 		w->lsn = w->synced_lsn;
+		w->link = w->synced_link;
 		return -e;
 	}
 	w->synced_lsn = w->lsn;
+	w->synced_link = w->link;
 	return 0;
 }

@@ -607,7 +607,8 @@ const char *shm_counter_name(enum shm_stage_id s, unsigned i)
 		"recovered_records", "recovery_cut_bytes", "recovery_ns",
 		"sync_us_lt_64", "sync_us_lt_128", "sync_us_lt_256", "sync_us_lt_512", "sync_us_lt_1024",
 		"sync_us_lt_2048", "sync_us_lt_4096", "sync_us_lt_8192", "sync_us_lt_16384", "sync_us_lt_32768",
-		"sync_us_lt_65536", "sync_us_ge_65536",
+		"sync_us_lt_65536", "sync_us_ge_65536", "retired_segments", "retired_bytes",
+		"recycled_segments",
 	};
 	static const char *const sc[SC_MAX] = { "records", "bytes", "batches", "retries", "fatal", "commits" };
 	switch (s) {

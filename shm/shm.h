@@ -56,7 +56,9 @@ enum flusherd_ctr {
 	FC_CHECKPOINTS, FC_RECOVERED_RECORDS, FC_RECOVERY_CUT_BYTES, FC_RECOVERY_NS,
 	/* successful fdatasyncs by duration: [0, 64) us, then one bucket per
 	 * power of two, [2^k, 2^(k+1)) us for k = 6..15, then >= 65536 us */
-	FC_SYNC_HIST, FC_SYNC_HIST_END = FC_SYNC_HIST + 12, FC_MAX = FC_SYNC_HIST_END
+	FC_SYNC_HIST, FC_SYNC_HIST_END = FC_SYNC_HIST + 12,
+	FC_RETIRED_SEGMENTS = FC_SYNC_HIST_END, FC_RETIRED_BYTES, FC_RECYCLED_SEGMENTS,
+	FC_MAX
 };
 enum sinkd_ctr { SC_RECORDS, SC_BYTES, SC_BATCHES, SC_RETRIES, SC_FATAL, SC_COMMITS, SC_MAX };
 

@@ -18,12 +18,12 @@
 #include "common/clock.h"
 #include "common/fault.h"
 #include "common/log.h"
+#include "common/offset.h"
 #include "common/settings.h"
 #include "shm/atomic.h"
 #include "shm/shm.h"
 #include "sinkd/backfill.h"
 #include "sinkd/instance.h"
-#include "sinkd/offset.h"
 #include "sinkd/runner.h"
 #include "sinkd/sink.h"
 

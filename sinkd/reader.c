@@ -87,6 +87,21 @@ static int map_segment(struct reader *r, uint64_t first)
 	return 0;
 }
 
+/* Whether the mapping still shows the segment it was mapped as.  flusherd
+ * may recycle a retired segment's file as a new segment (flusherd/wal.h):
+ * it rewrites the header, with the new first LSN, before any record, so a
+ * mapping kept across that (a sink waiting at the old segment's end) sees
+ * the new header before it could see a new record where the old one
+ * ended.  Checked before and after a record is read there. */
+static int map_current(const struct reader *r)
+{
+	if (r->file_size < SEG_HDR_LEN)
+		return 1;
+	/* the record's bytes read before this are ordered before it */
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	return __atomic_load_n((const uint64_t *)(const void *)(r->map + 16), __ATOMIC_ACQUIRE) == r->seg_first;
+}
+
 /* The segment holding lsn: the greatest first_lsn <= lsn. */
 static int find_segment(struct reader *r, uint64_t lsn)
 {
@@ -107,7 +122,7 @@ static int find_segment(struct reader *r, uint64_t lsn)
 const struct rec_hdr *reader_at(struct reader *r, uint64_t lsn, int *err)
 {
 	*err = 0;
-	if (!r->map || lsn < r->seg_first) {
+	if (!r->map || lsn < r->seg_first || !map_current(r)) {
 		if ((*err = find_segment(r, lsn)) < 0)
 			return NULL;
 	}
@@ -125,6 +140,11 @@ const struct rec_hdr *reader_at(struct reader *r, uint64_t lsn, int *err)
 					if (*err < 0)
 						return NULL;
 				}
+				continue;
+			}
+			if (!map_current(r)) {
+				if ((*err = find_segment(r, lsn)) < 0)
+					return NULL;
 				continue;
 			}
 			if (h->type != REC_DATA && h->type != REC_MARK) {

@@ -10,7 +10,7 @@
 #include "common/clock.h"
 #include "common/fault.h"
 #include "common/log.h"
-#include "sinkd/offset.h"
+#include "common/offset.h"
 #include "shm/atomic.h"
 #include "shm/futex.h"
 #include "sinkd/reader.h"

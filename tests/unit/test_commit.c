@@ -203,9 +203,12 @@ static size_t walk(struct fix *f, uint64_t first, struct walked *out, size_t max
 	assert_int_equal(read(fd, b, (size_t)st.st_size), st.st_size);
 	close(fd);
 	size_t n = 0, off = SEG_HDR_LEN;
-	uint64_t lsn, lid;
-	assert_int_equal(seg_hdr_parse(b, (size_t)st.st_size, &lsn, &lid), 0);
-	assert_int_equal(lsn, first);
+	struct seg_hdr sh;
+	struct seg_chain ch;
+	assert_int_equal(seg_hdr_parse(b, (size_t)st.st_size, &sh), 0);
+	assert_int_equal(sh.first_lsn, first);
+	assert_int_equal(sh.version, SEG_VERSION);
+	seg_chain_start(&ch, sh.crc);
 	while (seg_rec_check(b + off, (size_t)st.st_size - off, MAX_REC) == SEG_REC_OK) {
 		const struct rec_hdr *h = (const struct rec_hdr *)(const void *)(b + off);
 		assert_true(n < max);
@@ -215,6 +218,10 @@ static size_t walk(struct fix *f, uint64_t first, struct walked *out, size_t max
 		if (h->type == REC_MARK) {
 			assert_int_equal(rec_mark_shm_id(h), f->ctl->shm_id);
 			assert_int_equal(rec_mark_nrings(h), 2);
+			/* every MARK closes its write: the chain of version 2 */
+			assert_true(seg_chain_close(&ch, h, first + off - SEG_HDR_LEN));
+		} else {
+			seg_chain_add(&ch, h);
 		}
 		n++;
 		off += rec_total(h);

@@ -167,10 +167,12 @@ static void test_mark_build_and_parse(void **state)
 			pos[i] = rng_next();
 		uint64_t shm_id = rng_next(), srv = rng_next();
 		uint32_t total = rec_size(0, REC_MARK_PLEN(n));
-		uint8_t buf[REC_HDR_LEN + 16 + 8 * 16 + 8 + 16];
+		struct rec_mark_bind b = { .lsn = rng_next(), .nrec = (uint32_t)rng_next(),
+					   .digest = (uint32_t)rng_next(), .prev = (uint32_t)rng_next() }, got;
+		_Alignas(8) uint8_t buf[REC_MARK_MAX_LEN + 16];
 		memset(buf, FILL, total);
 		memset(buf + total, CANARY, 16);
-		rec_build_mark(buf, shm_id, n, pos, srv);
+		rec_build_mark(buf, shm_id, n, pos, srv, &b);
 		const struct rec_hdr *h = (const struct rec_hdr *)(void *)buf;
 		assert_int_equal(h->type, REC_MARK);
 		assert_int_equal(h->id_len, 0);
@@ -179,13 +181,23 @@ static void test_mark_build_and_parse(void **state)
 		assert_int_equal(h->seq, 0);
 		assert_int_equal(h->ts_ns, 0);
 		assert_int_equal(h->srv_ns, srv);
-		assert_int_equal(h->plen, 16 + 8 * n);
+		assert_int_equal(h->plen, 32 + 8 * n);
 		assert_int_equal(rec_total(h), total);
+		assert_int_equal(total, 72 + 8 * n);     /* no padding: the trailer ends the record */
 		assert_int_equal(rec_mark_shm_id(h), shm_id);
 		assert_int_equal(rec_mark_nrings(h), n);
-		assert_int_equal(mi_get32(rec_payload(h) + 12), 0);
+		assert_int_equal(mi_get32(rec_payload(h) + 12), b.nrec);
 		for (uint32_t i = 0; i < n; i++)
 			assert_int_equal(rec_mark_pos(h, i), pos[i]);
+		/* the binding: lsn, digest, prev, the last 16 bytes */
+		assert_int_equal(mi_get64(buf + total - 16), b.lsn);
+		assert_int_equal(mi_get32(buf + total - 8), b.digest);
+		assert_int_equal(mi_get32(buf + total - 4), b.prev);
+		rec_mark_bind(h, &got);
+		assert_int_equal(got.lsn, b.lsn);
+		assert_int_equal(got.nrec, b.nrec);
+		assert_int_equal(got.digest, b.digest);
+		assert_int_equal(got.prev, b.prev);
 		assert_int_equal(h->crc, rec_crc(h));
 		assert_int_equal(rec_crc_with(h, mi_crc32(rec_payload(h), h->plen)), h->crc);
 		for (uint32_t i = REC_HDR_LEN + h->plen; i < total; i++)

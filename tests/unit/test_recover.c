@@ -48,12 +48,14 @@ struct fix {
 	shm_region_t reg;
 	struct shm_ctl *ctl;
 	struct wal w;
+	struct seg_chain chain;  /* the writer's MARK chain (common/seg.h) */
 	uint64_t pos;            /* ring 0 position after the last DATA record */
 	uint64_t mark_end;       /* LSN after the last MARK */
 	uint64_t mark_pos;       /* ring position in that MARK */
+	uint32_t plen;           /* payload length of batch records; 0: varies with seq */
 	struct recover_result res;
 	char err[RECOVER_ERR_LEN];
-	uint8_t buf[1 << 16];
+	_Alignas(8) uint8_t buf[1 << 16];
 };
 
 static int counter;
@@ -109,6 +111,16 @@ static void open_log(struct fix *f)
 		assert_int_equal(wal_make_spare(f->wal_dir, SEG_MAX), 0);
 	assert_int_equal(wal_open(&f->w, f->wal_dir, LOG_ID, SEG_MAX, 0, 0, 1), 0);
 	assert_int_equal(f->w.spare_used, f->prealloc);
+	seg_chain_start(&f->chain, f->w.link);
+}
+
+/* Opens the log where recovery left it (the ring resumes there too). */
+static void reopen_log(struct fix *f)
+{
+	assert_int_equal(wal_open(&f->w, f->wal_dir, f->res.log_id, SEG_MAX, f->res.seg_first, f->res.end_lsn,
+				  f->res.new_log), 0);
+	seg_chain_start(&f->chain, f->w.link);
+	f->pos = f->res.pos[0];
 }
 
 static void rotate(struct fix *f)
@@ -116,13 +128,21 @@ static void rotate(struct fix *f)
 	if (f->prealloc)
 		assert_int_equal(wal_make_spare(f->wal_dir, SEG_MAX), 0);
 	assert_int_equal(wal_rotate(&f->w), 0);
+	seg_chain_start(&f->chain, f->w.link);
+}
+
+/* One write and its sync; mark_crc: the MARK ending it (else the link
+ * stays, as for bytes that are no batch at all) */
+static void append_mark(struct fix *f, const void *p, size_t len, uint32_t mark_crc)
+{
+	struct iovec v = { (void *)p, len };
+	assert_int_equal(wal_append(&f->w, &v, 1, len, mark_crc), 0);
+	assert_int_equal(wal_sync(&f->w), 0);
 }
 
 static void append(struct fix *f, const void *p, size_t len)
 {
-	struct iovec v = { (void *)p, len };
-	assert_int_equal(wal_append(&f->w, &v, 1, len), 0);
-	assert_int_equal(wal_sync(&f->w), 0);
+	append_mark(f, p, len, f->w.link);
 }
 
 /* n DATA records of device dev, seqs seq0.., then a MARK (when mark) with
@@ -134,19 +154,25 @@ static uint64_t batch_id(struct fix *f, const char *dev, uint64_t seq0, int n, i
 	uint64_t start = f->w.lsn;
 	for (int i = 0; i < n; i++) {
 		uint64_t seq = seq0 + (uint64_t)i;
-		uint32_t plen = (uint32_t)(seq % 50) + 10;
+		uint32_t plen = f->plen ? f->plen : (uint32_t)(seq % 50) + 10;
 		for (uint32_t k = 0; k < plen; k++)
 			pl[k] = (uint8_t)(seq + k);
 		rec_build_data(f->buf + len, (const uint8_t *)dev, (uint8_t)strlen(dev), 1, 0, seq, seq, seq, pl, plen,
 			       mi_crc32(pl, plen));
+		seg_chain_add(&f->chain, (const struct rec_hdr *)(const void *)(f->buf + len));
 		len += rec_size((uint32_t)strlen(dev), plen);
 		f->pos += rec_size((uint32_t)strlen(dev), plen);
 	}
+	uint32_t link = f->w.link;
 	if (mark) {
-		rec_build_mark(f->buf + len, shm_id, 1, &f->pos, 1);
+		struct rec_mark_bind b;
+		seg_chain_bind(&f->chain, f->w.lsn + len, &b);
+		rec_build_mark(f->buf + len, shm_id, 1, &f->pos, 1, &b);
+		link = ((const struct rec_hdr *)(const void *)(f->buf + len))->crc;
+		seg_chain_start(&f->chain, link);
 		len += MARK_LEN;
 	}
-	append(f, f->buf, len);
+	append_mark(f, f->buf, len, link);
 	if (mark) {
 		f->mark_end = f->w.lsn;
 		f->mark_pos = f->pos;
@@ -425,7 +451,7 @@ static void test_whole_log_scan_skips_and_names_a_headerless_early_segment(void 
 	int fd = open(path, O_RDWR);
 	assert_true(fd >= 0);
 	uint8_t hdr[SEG_HDR_LEN];
-	seg_hdr_build(hdr, seg1, LOG_ID ^ 1, 1);
+	seg_hdr_build(hdr, seg1, LOG_ID ^ 1, 1, 0);
 	assert_int_equal(pwrite(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
 	close(fd);
 	assert_int_equal(recover(f), 0);
@@ -540,7 +566,7 @@ static void test_last_segment_with_a_short_header_is_dropped(void **state)
 	static const size_t sizes[] = { 0, 30, SEG_HDR_LEN };
 	for (size_t i = 0; i < 3; i++) {
 		uint8_t hdr[SEG_HDR_LEN];
-		seg_hdr_build(hdr, end, LOG_ID, 0);
+		seg_hdr_build(hdr, end, LOG_ID, 0, 0);
 		hdr[20] ^= 1;                           /* bad crc when whole */
 		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 		assert_true(fd >= 0);
@@ -650,9 +676,8 @@ static void test_recovered_log_reopens_and_grows(void **state)
 	memset(junk, 0x33, sizeof(junk));
 	append(f, junk, sizeof(junk));
 	assert_int_equal(recover(f), 0);
-	assert_int_equal(wal_open(&f->w, f->wal_dir, f->res.log_id, SEG_MAX, f->res.seg_first, f->res.end_lsn,
-				  f->res.new_log), 0);
-	f->pos = f->mark_pos;                       /* the ring resumes there */
+	reopen_log(f);
+	assert_int_equal(f->pos, f->mark_pos);      /* the ring resumes there */
 	batch(f, "a", 3, 2, 1);
 	assert_int_equal(recover(f), 0);
 	assert_int_equal(f->res.end_lsn, f->mark_end);
@@ -701,6 +726,297 @@ static void test_replay_finds_damage_and_repair_cuts_at_the_last_mark(void **sta
 	assert_int_equal(replay(f, 0), 0);
 }
 
+/* ---- version 2: bound MARKs, recycled segments ---- */
+
+static void bytes_at(const struct fix *f, uint64_t seg_first, uint64_t lsn, void *b, size_t n, int write)
+{
+	char path[128];
+	seg_file(f, seg_first, path, sizeof(path));
+	int fd = open(path, write ? O_RDWR : O_RDONLY);
+	assert_true(fd >= 0);
+	off_t off = (off_t)(SEG_HDR_LEN + lsn - seg_first);
+	if (write)
+		assert_int_equal(pwrite(fd, b, n, off), (ssize_t)n);
+	else
+		assert_int_equal(pread(fd, b, n, off), (ssize_t)n);
+	close(fd);
+}
+
+#define BATCH_RECS 4
+#define REC_PLEN 40
+#define REC_LEN (REC_HDR_LEN + 3 + REC_PLEN + 5)   /* a 3-byte device id: 88 bytes */
+
+/* A log whose active segment is a recycled file: segment 0 full of
+ * batches of device "old" (4 records of 88 bytes and a MARK each),
+ * segment 1 one batch of "mid", then segment 0 retired and recycled as
+ * the third segment.  New batches of 4 records of the same size land
+ * exactly where the old ones were: every stale record and MARK sits at a
+ * record boundary of the new data, the worst case for a reader.  Returns
+ * the new segment's first LSN. */
+static uint64_t recycled_log(struct fix *f)
+{
+	f->plen = REC_PLEN;
+	open_log(f);
+	uint64_t seq = 1;
+	while (f->w.lsn + BATCH_RECS * REC_LEN + MARK_LEN <= SEG_MAX - 4096) {
+		batch(f, "old", seq, BATCH_RECS, 1);
+		seq += BATCH_RECS;
+	}
+	assert_int_equal(rec_size(3, REC_PLEN), REC_LEN);
+	rotate(f);
+	batch(f, "mid", 1, BATCH_RECS, 1);
+	char name[SEG_NAME_LEN];
+	seg_name(0, name);
+	assert_int_equal(wal_recycle(f->wal_dir, name, SEG_MAX, NULL), 0);
+	assert_int_equal(wal_rotate(&f->w), 0);    /* no spare made: takes the recycled file */
+	assert_true(f->w.recycled);
+	seg_chain_start(&f->chain, f->w.link);
+	return f->w.seg_first;
+}
+
+/* Crash after the last synced write of a recycled segment: the log ends
+ * there, none of the stale records of segment 0 is read (its device is
+ * unknown after a fresh rebuild), and only the 40-byte end mark is
+ * written over them. */
+static void test_recycled_segment_recovers_to_its_last_write(void **state)
+{
+	struct fix *f = *state;
+	if (!f->prealloc)
+		skip();                /* only a whole preallocated segment is recycled */
+	uint64_t s2 = recycled_log(f);
+	batch(f, "new", 1, BATCH_RECS, 1);
+	batch(f, "new", 5, BATCH_RECS, 1);
+	batch(f, "new", 9, BATCH_RECS, 1);
+	uint64_t end = f->mark_end;
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.seg_first, s2);
+	assert_int_equal(f->res.end_lsn, end);
+	assert_int_equal(f->res.cut_bytes, 0);
+	assert_int_equal(f->res.records, (1 + 3) * (BATCH_RECS + 1));   /* from segment 1 (no checkpoint) */
+	assert_int_equal(durable_of(f, "new"), 12);
+	assert_int_equal(durable_of(f, "mid"), 4);
+	assert_int_equal(devtab_lookup(f->ctl, (const uint8_t *)"old", 3), -ENOENT);
+	/* the end: 40 zero bytes, then segment 0's records, left alone */
+	uint8_t b[REC_HDR_LEN + 8];
+	bytes_at(f, s2, end, b, sizeof(b), 0);
+	for (int i = 0; i < REC_HDR_LEN; i++)
+		assert_int_equal(b[i], 0);
+	assert_false(zero_from(f, s2, end));
+	assert_int_equal(replay(f, 0), 0);         /* stale bytes after the end are no damage */
+	/* it goes on from there, and a second crash agrees */
+	reopen_log(f);
+	batch(f, "new", 13, BATCH_RECS, 1);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	assert_int_equal(durable_of(f, "new"), 16);
+	assert_int_equal(replay(f, 0), 0);
+}
+
+/* A write whose pages did not all reach the disk (a power cut before its
+ * fdatasync): where one record's page was lost, the bytes of segment 0's
+ * record at the same place are a valid record, and the write's MARK is
+ * whole; only the MARK's digest tells.  The log ends before that write. */
+static void test_recycled_lost_page_inside_a_write_is_cut(void **state)
+{
+	struct fix *f = *state;
+	if (!f->prealloc)
+		skip();                /* only a whole preallocated segment is recycled */
+	uint64_t s2 = recycled_log(f);
+	batch(f, "new", 1, BATCH_RECS, 1);
+	batch(f, "new", 5, BATCH_RECS, 1);
+	uint64_t end = f->mark_end;
+	uint8_t stale[REC_LEN];
+	bytes_at(f, s2, end + REC_LEN, stale, sizeof(stale), 0);   /* what record 2 of the next write covers */
+	assert_int_equal(seg_rec_check(stale, sizeof(stale), 4096), SEG_REC_OK);
+	batch(f, "new", 9, BATCH_RECS, 1);
+	bytes_at(f, s2, end + REC_LEN, stale, sizeof(stale), 1);   /* that page never reached the disk */
+	assert_int_equal(replay(f, 0), 1);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, end);
+	assert_int_equal(f->res.cut_bytes, BATCH_RECS * REC_LEN);  /* the whole records the walk passed */
+	assert_int_equal(durable_of(f, "new"), 8);
+	assert_int_equal(devtab_lookup(f->ctl, (const uint8_t *)"old", 3), -ENOENT);
+	assert_int_equal(replay(f, 0), 0);
+}
+
+/* The same write lost whole, or only its MARK's page: segment 0's MARK
+ * at that place is whole and valid, but names its own (older) LSN. */
+static void test_recycled_stale_mark_is_cut(void **state)
+{
+	struct fix *f = *state;
+	if (!f->prealloc)
+		skip();                /* only a whole preallocated segment is recycled */
+	uint64_t s2 = recycled_log(f);
+	batch(f, "new", 1, BATCH_RECS, 1);
+	uint64_t end = f->mark_end;
+	uint64_t mark_at = end + BATCH_RECS * REC_LEN;
+	uint8_t stale[BATCH_RECS * REC_LEN + MARK_LEN];
+	bytes_at(f, s2, end, stale, sizeof(stale), 0);
+	const struct rec_hdr *sm = (const struct rec_hdr *)(const void *)(stale + BATCH_RECS * REC_LEN);
+	assert_int_equal(seg_rec_check((const uint8_t *)sm, MARK_LEN, 4096), SEG_REC_OK);
+	assert_int_equal(sm->type, REC_MARK);
+	for (int whole = 0; whole < 2; whole++) {
+		batch(f, "new", 5, BATCH_RECS, 1);
+		if (whole)
+			bytes_at(f, s2, end, stale, sizeof(stale), 1);
+		else
+			bytes_at(f, s2, mark_at, stale + BATCH_RECS * REC_LEN, MARK_LEN, 1);
+		assert_int_equal(recover(f), 0);
+		assert_int_equal(f->res.end_lsn, end);
+		assert_int_equal(durable_of(f, "new"), 4);
+		assert_int_equal(devtab_lookup(f->ctl, (const uint8_t *)"old", 3), -ENOENT);
+		reopen_log(f);
+	}
+}
+
+/* A write cut by one recovery, whose bytes stayed where a later write
+ * went and was lost: A, B1, C1 written; the log rewound to A's end and
+ * B2, C2 written there instead (same sizes); C2 lost, C1's bytes back.
+ * C1 is whole and sits at its own LSN with its own digest, but it
+ * followed B1, not B2: its link says so, and the log ends after B2. */
+static void test_a_write_that_followed_another_write_is_cut(void **state)
+{
+	struct fix *f = *state;
+	f->plen = REC_PLEN;
+	open_log(f);
+	batch(f, "aaa", 1, BATCH_RECS, 1);
+	uint64_t a_end = f->mark_end, a_pos = f->mark_pos;
+	batch(f, "bb1", 1, BATCH_RECS, 1);
+	uint64_t b_end = f->mark_end;
+	batch(f, "cc1", 1, BATCH_RECS, 1);
+	uint64_t c_end = f->mark_end;
+	uint8_t c1[BATCH_RECS * REC_LEN + MARK_LEN];
+	assert_int_equal(c_end - b_end, sizeof(c1));
+	bytes_at(f, 0, b_end, c1, sizeof(c1), 0);
+	/* rewound to A's end, as a recovery leaves it */
+	wal_close(&f->w);
+	assert_int_equal(wal_open(&f->w, f->wal_dir, LOG_ID, SEG_MAX, 0, a_end, 0), 0);
+	seg_chain_start(&f->chain, f->w.link);
+	f->pos = a_pos;
+	batch(f, "bb2", 1, BATCH_RECS, 1);
+	assert_int_equal(f->mark_end, b_end);
+	batch(f, "cc2", 1, BATCH_RECS, 1);
+	bytes_at(f, 0, b_end, c1, sizeof(c1), 1);
+	assert_int_equal(replay(f, 0), 1);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, b_end);
+	assert_int_equal(durable_of(f, "bb2"), 4);
+	assert_int_equal(devtab_lookup(f->ctl, (const uint8_t *)"cc1", 3), -ENOENT);
+	assert_int_equal(devtab_lookup(f->ctl, (const uint8_t *)"bb1", 3), -ENOENT);
+}
+
+/* Recovery starts the chain at the MARK that ends at the checkpoint: a
+ * checkpoint that is not the end of a write means damaged durable data. */
+static void test_checkpoint_must_end_a_write(void **state)
+{
+	struct fix *f = *state;
+	open_log(f);
+	batch(f, "a", 1, 3, 1);
+	uint64_t ck = f->mark_end, pos = f->mark_pos;
+	batch(f, "a", 4, 3, 1);
+	store_meta(f, ck, pos);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	assert_int_equal(f->res.records, 3 + 1);
+	xor_at(f, 0, ck - 4, 0x01);                /* the MARK before the checkpoint */
+	assert_int_equal(recover(f), -EBADMSG);
+	assert_non_null(strstr(f->err, "no write ends at the checkpoint"));
+}
+
+/* A log whose first segments were retired: it starts at the first one
+ * left, not at LSN 0, for recovery (with a checkpoint, and without one:
+ * from the first segment) and for --replay. */
+static void test_log_whose_first_segments_were_retired(void **state)
+{
+	struct fix *f = *state;
+	open_log(f);
+	batch(f, "r", 1, 3, 1);
+	rotate(f);
+	batch(f, "r", 4, 3, 1);
+	rotate(f);
+	batch(f, "r", 7, 3, 1);
+	uint64_t s2 = f->w.seg_first;
+	store_meta(f, f->mark_end, f->mark_pos);
+	char path[128];
+	seg_file(f, 0, path, sizeof(path));
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(replay(f, 0), 0);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.seg_first, s2);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	/* no meta: the scan starts at the first segment left */
+	char meta[128];
+	snprintf(meta, sizeof(meta), "%s/meta", f->dir);
+	assert_int_equal(unlink(meta), 0);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	assert_int_equal(f->res.records, 2 * (3 + 1));
+	assert_int_equal(durable_of(f, "r"), 9);
+	/* and it goes on */
+	reopen_log(f);
+	batch(f, "r", 10, 2, 1);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	assert_int_equal(replay(f, 0), 0);
+}
+
+/* A log written by an older build (version-1 segments, MARKs without a
+ * binding) still recovers and replays; this build goes on in a new,
+ * version-2 segment rather than appending to it. */
+static void test_version_1_log_recovers_and_goes_on_in_version_2(void **state)
+{
+	struct fix *f = *state;
+	uint8_t hdr[SEG_HDR_LEN], pl[32];
+	size_t len = 0;
+	uint64_t pos = 0;
+	for (uint64_t seq = 1; seq <= 5; seq++) {
+		memset(pl, (int)seq, sizeof(pl));
+		rec_build_data(f->buf + len, (const uint8_t *)"v1", 2, 1, 0, seq, seq, seq, pl, sizeof(pl),
+			       mi_crc32(pl, sizeof(pl)));
+		len += rec_size(2, sizeof(pl));
+		pos += rec_size(2, sizeof(pl));
+	}
+	/* a version-1 MARK: shm_id, nrings, 0, pos */
+	struct rec_hdr *m = (struct rec_hdr *)(void *)(f->buf + len);
+	memset(m, 0, rec_size(0, REC_MARK_PLEN_V1(1)));
+	m->type = REC_MARK;
+	m->plen = REC_MARK_PLEN_V1(1);
+	mi_put64(f->buf + len + REC_HDR_LEN, f->ctl->shm_id);
+	mi_put32(f->buf + len + REC_HDR_LEN + 8, 1);
+	mi_put64(f->buf + len + REC_HDR_LEN + 16, pos);
+	m->crc = rec_crc(m);
+	len += rec_size(0, REC_MARK_PLEN_V1(1));
+	seg_hdr_build(hdr, 0, LOG_ID, 1, 0);
+	mi_put32(hdr + 8, 1);
+	mi_put32(hdr + 60, mi_crc32(hdr, 60));
+	char path[128];
+	seg_file(f, 0, path, sizeof(path));
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, hdr, SEG_HDR_LEN), SEG_HDR_LEN);
+	assert_int_equal(write(fd, f->buf, len), (ssize_t)len);
+	if (f->prealloc)
+		assert_int_equal(ftruncate(fd, SEG_HDR_LEN + SEG_MAX), 0);
+	close(fd);
+	shm_store_release(&shm_ring_hdr(f->ctl, 0)->head, pos);
+	assert_int_equal(replay(f, 0), 0);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, len);
+	assert_int_equal(f->res.pos[0], pos);
+	assert_int_equal(durable_of(f, "v1"), 5);
+	reopen_log(f);
+	assert_int_equal(f->w.version, 1);
+	assert_int_equal(wal_room(&f->w), 0);      /* full for this build */
+	rotate(f);
+	assert_int_equal(f->w.version, SEG_VERSION);
+	batch(f, "v2", 1, 2, 1);
+	assert_int_equal(recover(f), 0);
+	assert_int_equal(f->res.end_lsn, f->mark_end);
+	assert_int_equal(durable_of(f, "v1"), 5);
+	assert_int_equal(durable_of(f, "v2"), 2);
+	assert_int_equal(replay(f, 0), 0);
+}
+
 int main(void)
 {
 #define T(fn) { #fn " (growing segments)", fn, setup_grow, teardown, NULL }, \
@@ -726,6 +1042,13 @@ int main(void)
 		T(test_segment_of_another_log_is_refused),
 		T(test_recovered_log_reopens_and_grows),
 		T(test_replay_finds_damage_and_repair_cuts_at_the_last_mark),
+		T(test_recycled_segment_recovers_to_its_last_write),
+		T(test_recycled_lost_page_inside_a_write_is_cut),
+		T(test_recycled_stale_mark_is_cut),
+		T(test_a_write_that_followed_another_write_is_cut),
+		T(test_checkpoint_must_end_a_write),
+		T(test_version_1_log_recovers_and_goes_on_in_version_2),
+		T(test_log_whose_first_segments_were_retired),
 	};
 #undef T
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -530,7 +530,7 @@ static int stress_producer(const char *inst)
 	void *dst = stress_reserve(ctl, &p, rec_size(0, REC_MARK_PLEN(1)), t0 + STRESS_LIMIT_NS, &timeouts);
 	if (!dst)
 		return 11;
-	rec_build_mark(dst, ctl->shm_id, 1, &seq, 0);
+	rec_build_mark(dst, ctl->shm_id, 1, &seq, 0, NULL);
 	ring_publish(&p);
 	futex_seq_signal(&ctl->work);
 	shm_close_region(&r);

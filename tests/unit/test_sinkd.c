@@ -1,4 +1,4 @@
-/* test_sinkd — sinkd's storage side: committed offsets (sinkd/offset.h),
+/* test_sinkd — sinkd's storage side: committed offsets (common/offset.h),
  * the WAL reader (sinkd/reader.h) over real segments, and the disk sink
  * (sinkd/sink_disk.c, descriptor `sink_disk`) across a simulated crash.
  */
@@ -21,10 +21,10 @@
 #include "tests/unit/testdir.h"
 #include "common/config.h"
 #include "common/frame.h"
+#include "common/offset.h"
 #include "common/record.h"
 #include "common/seg.h"
 #include "flusherd/wal.h"
-#include "sinkd/offset.h"
 #include "sinkd/reader.h"
 #include "sinkd/instance.h"
 #include "sinkd/sink.h"
@@ -36,7 +36,7 @@ extern const struct sink_desc sink_disk;
 struct fix {
 	char dir[64], wal_dir[80], sinks[80];
 	struct wal w;
-	uint8_t buf[1 << 16];
+	_Alignas(8) uint8_t buf[1 << 16];
 };
 
 static int setup(void **state)
@@ -161,19 +161,25 @@ static void log_batch(struct fix *f, uint64_t seq0, int n)
 {
 	uint8_t pl[256];
 	size_t len = 0;
+	struct seg_chain ch;
+	struct rec_mark_bind b;
+	seg_chain_start(&ch, f->w.link);
 	for (int i = 0; i < n; i++) {
 		uint64_t seq = seq0 + (uint64_t)i;
 		uint32_t plen = (uint32_t)(seq * 37 % 200) + 1;
 		for (uint32_t k = 0; k < plen; k++)
 			pl[k] = (uint8_t)(seq ^ k);
 		rec_build_data(f->buf + len, (const uint8_t *)"rd", 2, 3, 0, seq, seq, seq, pl, plen, mi_crc32(pl, plen));
+		seg_chain_add(&ch, (const struct rec_hdr *)(const void *)(f->buf + len));
 		len += rec_size(2, plen);
 	}
 	uint64_t pos = seq0;
-	rec_build_mark(f->buf + len, 1, 1, &pos, 0);
+	seg_chain_bind(&ch, f->w.lsn + len, &b);
+	rec_build_mark(f->buf + len, 1, 1, &pos, 0, &b);
+	uint32_t mark_crc = ((const struct rec_hdr *)(const void *)(f->buf + len))->crc;
 	len += rec_size(0, REC_MARK_PLEN(1));
 	struct iovec v = { f->buf, len };
-	assert_int_equal(wal_append(&f->w, &v, 1, len), 0);
+	assert_int_equal(wal_append(&f->w, &v, 1, len, mark_crc), 0);
 	assert_int_equal(wal_sync(&f->w), 0);
 }
 
@@ -307,6 +313,46 @@ static void test_reader_without_the_segment_is_enoent(void **state)
 	assert_null(reader_at(&r, 0, &err));
 	assert_int_equal(err, -ENOENT);
 	check_rec(reader_at(&r, boundary, &err), 41);
+	reader_close(&r);
+}
+
+/* A reader that waits at the end of a segment keeps it mapped; if
+ * retention recycles that file as a new segment meanwhile, the file
+ * under the mapping holds new records where the old segment ended: the
+ * reader must notice the new header and move on to the segment that
+ * really starts there. */
+static void test_reader_at_the_end_of_a_recycled_segment_moves_on(void **state)
+{
+	struct fix *f = *state;
+	uint64_t boundary, lsn = 0;
+	struct reader r;
+	int err;
+	char name[SEG_NAME_LEN];
+	two_segments(f, 1, &boundary);
+	reader_init(&r, f->wal_dir, SEG_MAX);
+	while (lsn < boundary) {
+		const struct rec_hdr *h = reader_at(&r, lsn, &err);
+		assert_non_null(h);
+		lsn += rec_total(h);
+	}
+	assert_int_equal(r.seg_first, 0);          /* still mapped, waiting at its end */
+	seg_name(0, name);
+	assert_int_equal(wal_recycle(f->wal_dir, name, SEG_MAX, NULL), 0);
+	assert_int_equal(wal_rotate(&f->w), 0);
+	assert_true(f->w.recycled);
+	uint64_t s2 = f->w.seg_first, seq = 61;
+	while (f->w.lsn - s2 < boundary + 512) {
+		log_batch(f, seq, 10);
+		seq += 10;
+	}
+	const struct rec_hdr *h = reader_at(&r, boundary, &err);
+	assert_int_equal(err, 0);
+	check_rec(h, 41);
+	assert_int_equal(r.seg_first, boundary);
+	/* and on into the recycled one, read as what it now is */
+	h = reader_at(&r, s2, &err);
+	check_rec(h, 61);
+	assert_int_equal(r.seg_first, s2);
 	reader_close(&r);
 }
 
@@ -642,6 +688,7 @@ int main(void)
 		T(test_reader_jumps_forward_into_a_later_segment),
 		T(test_reader_jumps_forward_past_a_preallocated_segment),
 		T(test_reader_without_the_segment_is_enoent),
+		T(test_reader_at_the_end_of_a_recycled_segment_moves_on),
 		T(test_disk_sink_cuts_back_to_the_commit_after_a_crash),
 		T(test_disk_sink_rotates_files_and_cuts_back_across_them),
 		T(test_disk_sink_keeps_keep_files_per_topic),

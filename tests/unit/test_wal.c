@@ -115,6 +115,17 @@ static int teardown(void **state)
 	return r;
 }
 
+static int hdr_parse(const uint8_t *b, size_t len, uint64_t *first, uint64_t *lid)
+{
+	struct seg_hdr h;
+	int r = seg_hdr_parse(b, len, &h);
+	if (r == 0) {
+		*first = h.first_lsn;
+		*lid = h.log_id;
+	}
+	return r;
+}
+
 static void seg_path(const struct fix *f, uint64_t first, char *buf, size_t len)
 {
 	char name[SEG_NAME_LEN];
@@ -174,7 +185,7 @@ static void open_new(struct fix *f)
 static void append1(struct fix *f, const void *p, size_t len)
 {
 	struct iovec v = { (void *)p, len };
-	assert_int_equal(wal_append(&f->w, &v, 1, len), 0);
+	assert_int_equal(wal_append(&f->w, &v, 1, len, f->w.link), 0);
 }
 
 static void test_open_creates_first_segment_with_valid_header(void **state)
@@ -191,7 +202,7 @@ static void test_open_creates_first_segment_with_valid_header(void **state)
 	assert_non_null(strstr(f->w.seg_path, "/00000000000000000000.seg"));
 	uint8_t *b = slurp_seg(f, 0, &len);
 	assert_int_equal(len, SEG_HDR_LEN);
-	assert_int_equal(seg_hdr_parse(b, len, &first, &lid), 0);
+	assert_int_equal(hdr_parse(b, len, &first, &lid), 0);
 	assert_int_equal(first, 0);
 	assert_int_equal(lid, LOG_ID);
 	free(b);
@@ -203,7 +214,7 @@ static void test_open_creates_first_segment_with_valid_header(void **state)
 	assert_non_null(strstr(f->w.seg_path, "/00000000000000004096.seg"));
 	assert_int_equal(wal_room(&f->w), SEG_MAX);
 	b = slurp_seg(f, 4096, &len);
-	assert_int_equal(seg_hdr_parse(b, len, &first, &lid), 0);
+	assert_int_equal(hdr_parse(b, len, &first, &lid), 0);
 	assert_int_equal(first, 4096);
 	free(b);
 }
@@ -245,7 +256,7 @@ static void test_open_takes_over_an_empty_leftover(void **state)
 		assert_int_equal(wal_open(&f->w, f->dir, LOG_ID, SEG_MAX, 512, 512, 1), 0);
 		uint8_t *b = slurp(path, &len);
 		assert_int_equal(len, SEG_HDR_LEN);
-		assert_int_equal(seg_hdr_parse(b, len, &first, &lid), 0);
+		assert_int_equal(hdr_parse(b, len, &first, &lid), 0);
 		assert_int_equal(first, 512);
 		free(b);
 		wal_close(&f->w);
@@ -261,7 +272,7 @@ static void test_multi_iovec_append_writes_bytes_in_order(void **state)
 	struct iovec v[5] = {
 		{ a, la }, { b, 0 }, { b, 40 }, { b + 40, lb - 40 }, { c, lc },
 	};
-	assert_int_equal(wal_append(&f->w, v, 5, la + lb + lc), 0);
+	assert_int_equal(wal_append(&f->w, v, 5, la + lb + lc, f->w.link), 0);
 	assert_int_equal(f->w.lsn, la + lb + lc);
 	assert_int_equal(f->w.synced_lsn, 0);
 	size_t n = 0;
@@ -305,7 +316,7 @@ static void test_short_writes_are_resumed(void **state)
 		struct iovec v[3] = { { a, la }, { b, lb }, { c, lc } };
 		io.max_per_call = steps[s];
 		io.calls = 0;
-		assert_int_equal(wal_append(&f->w, v, 3, la + lb + lc), 0);
+		assert_int_equal(wal_append(&f->w, v, 3, la + lb + lc, f->w.link), 0);
 		assert_int_equal(io.calls, (la + lb + lc + steps[s] - 1) / steps[s]);
 		lsn += la + lb + lc;
 		assert_int_equal(f->w.lsn, lsn);
@@ -355,7 +366,7 @@ static void test_failed_append_leaves_no_partial_record(void **state)
 	io.calls = 0;
 	io.fail_from = 4;                       /* 300 bytes written, then ENOSPC */
 	io.fail_errno = ENOSPC;
-	assert_int_equal(wal_append(&f->w, &v, 1, lb), -ENOSPC);
+	assert_int_equal(wal_append(&f->w, &v, 1, lb, f->w.link), -ENOSPC);
 	assert_int_equal(f->w.lsn, la);
 	uint8_t *file = slurp_seg(f, 0, &len);
 	assert_true(len >= SEG_HDR_LEN + la);
@@ -366,11 +377,11 @@ static void test_failed_append_leaves_no_partial_record(void **state)
 	/* a pwritev that makes no progress is an error too */
 	io.fail_from = 0;
 	io.return_zero = 1;
-	assert_int_equal(wal_append(&f->w, &v, 1, lb), -EIO);
+	assert_int_equal(wal_append(&f->w, &v, 1, lb, f->w.link), -EIO);
 	assert_int_equal(f->w.lsn, la);
 	io.return_zero = 0;
 	io.max_per_call = 0;
-	assert_int_equal(wal_append(&f->w, &v, 1, lb), 0);
+	assert_int_equal(wal_append(&f->w, &v, 1, lb, f->w.link), 0);
 	file = slurp_seg(f, 0, &len);
 	assert_int_equal(len, SEG_HDR_LEN + la + lb);
 	assert_memory_equal(file + SEG_HDR_LEN, a, la);
@@ -388,10 +399,10 @@ static void test_more_than_64_iovecs_is_einval(void **state)
 		v[i] = (struct iovec){ a, la };
 	open_new(f);
 	io.calls = 0;
-	assert_int_equal(wal_append(&f->w, v, 65, 65ull * la), -EINVAL);
+	assert_int_equal(wal_append(&f->w, v, 65, 65ull * la, f->w.link), -EINVAL);
 	assert_int_equal(io.calls, 0);
 	assert_int_equal(f->w.lsn, 0);
-	assert_int_equal(wal_append(&f->w, v, 64, 64ull * la), 0);
+	assert_int_equal(wal_append(&f->w, v, 64, 64ull * la, f->w.link), 0);
 	assert_int_equal(f->w.lsn, 64ull * la);
 }
 
@@ -465,7 +476,7 @@ static void test_rotate_starts_a_segment_named_by_lsn(void **state)
 	assert_non_null(strstr(f->w.seg_path, name));
 	uint8_t *file = slurp_seg(f, la, &len);
 	assert_int_equal(len, SEG_HDR_LEN);
-	assert_int_equal(seg_hdr_parse(file, len, &first, &lid), 0);
+	assert_int_equal(hdr_parse(file, len, &first, &lid), 0);
 	assert_int_equal(first, la);
 	assert_int_equal(lid, LOG_ID);
 	free(file);
@@ -546,7 +557,7 @@ static void test_rotate_takes_the_preallocated_spare(void **state)
 	assert_int_equal(wal_sync(&f->w), 0);
 	uint8_t *file = slurp_seg(f, 0, &len);
 	assert_int_equal(len, SEG_HDR_LEN + SMALL_SEG);              /* did not grow */
-	assert_int_equal(seg_hdr_parse(file, len, &first, &lid), 0);
+	assert_int_equal(hdr_parse(file, len, &first, &lid), 0);
 	assert_int_equal(first, 0);
 	assert_int_equal(lid, LOG_ID);
 	assert_memory_equal(file + SEG_HDR_LEN, a, la);
@@ -605,6 +616,113 @@ static void test_spare_made_in_steps_appears_whole(void **state)
 	free(file);
 	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 1), 1);   /* ready: nothing to do */
 	assert_int_equal(sp.fd, -1);
+}
+
+/* A retired segment of a whole segment's size joins the pool of files
+ * for later rotations (wal/recycled.<i>), up to WAL_RECYCLED_MAX; a spare
+ * being written is given up for it; a rotation takes a recycled file
+ * before the spare, flags it, and each append is followed by 40 zero
+ * bytes while the older segment's bytes after them stay as they were
+ * (nothing else of the file is written). */
+static void test_recycle_and_take_a_retired_segment(void **state)
+{
+	struct fix *f = *state;
+	uint8_t a[512], b[512];
+	uint32_t la = mkrec(a, 1, 300), lb = mkrec(b, 2, 20);
+	char name0[SEG_NAME_LEN], spare[128], tmp[128], pool0[128], rtmp[128];
+	size_t len;
+	struct seg_hdr sh;
+	snprintf(spare, sizeof(spare), "%s/spare", f->dir);
+	snprintf(tmp, sizeof(tmp), "%s/spare.tmp", f->dir);
+	snprintf(pool0, sizeof(pool0), "%s/recycled.0", f->dir);
+	snprintf(rtmp, sizeof(rtmp), "%s/recycled.tmp", f->dir);
+	seg_name(0, name0);
+	/* segment 0 from a spare (a whole segment), full of copies of a */
+	assert_int_equal(wal_make_spare(f->dir, SMALL_SEG), 0);
+	assert_int_equal(wal_open(&f->w, f->dir, LOG_ID, SMALL_SEG, 0, 0, 1), 0);
+	for (int i = 0; i < 10; i++)
+		append1(f, a, la);
+	assert_int_equal(wal_sync(&f->w), 0);
+	assert_int_equal(wal_rotate(&f->w), 0);    /* no spare: a growing segment */
+	uint64_t s1 = f->w.seg_first;
+	char name1[SEG_NAME_LEN];
+	seg_name(s1, name1);
+	append1(f, a, la);
+	assert_int_equal(wal_sync(&f->w), 0);
+	uint8_t *old = slurp_seg(f, 0, &len);
+	assert_int_equal(len, SEG_HDR_LEN + SMALL_SEG);
+	/* not a whole segment: kept for the caller to unlink */
+	assert_int_equal(wal_recycle(f->dir, name1, SMALL_SEG, NULL), -EINVAL);
+	/* a spare half made is given up */
+	struct wal_spare sp = { .fd = -1 };
+	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 0);
+	assert_true(sp.fd >= 0);
+	assert_int_equal(wal_recycle(f->dir, name0, SMALL_SEG, &sp), 0);
+	assert_int_equal(sp.fd, -1);
+	assert_int_equal(access(tmp, F_OK), -1);
+	assert_int_equal(access(rtmp, F_OK), -1);
+	assert_int_equal(access(pool0, F_OK), 0);
+	seg_path(f, 0, tmp, sizeof(tmp));
+	assert_int_equal(access(tmp, F_OK), -1);   /* out of the log */
+	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);   /* counts as ready */
+	/* with a spare there too (none is made while the pool has one, but
+	 * one made before stays), the rotation takes the recycled file */
+	uint8_t *zs = calloc(1, SEG_HDR_LEN + SMALL_SEG);
+	put_file(spare, zs, SEG_HDR_LEN + SMALL_SEG);
+	free(zs);
+	assert_int_equal(wal_rotate(&f->w), 0);
+	assert_true(f->w.recycled);
+	assert_true(f->w.spare_used);
+	assert_int_equal(access(pool0, F_OK), -1);
+	assert_int_equal(access(spare, F_OK), 0);
+	uint64_t s2 = f->w.seg_first;
+	append1(f, b, lb);
+	assert_int_equal(wal_sync(&f->w), 0);
+	uint8_t *file = slurp_seg(f, s2, &len);
+	assert_int_equal(len, SEG_HDR_LEN + SMALL_SEG);
+	assert_int_equal(seg_hdr_parse(file, len, &sh), 0);
+	assert_int_equal(sh.first_lsn, s2);
+	assert_int_equal(sh.flags, SEG_F_RECYCLED);
+	assert_int_equal(f->w.link, sh.crc);
+	assert_memory_equal(file + SEG_HDR_LEN, b, lb);
+	assert_true(all_zero(file + SEG_HDR_LEN + lb, REC_HDR_LEN));
+	size_t from = SEG_HDR_LEN + lb + REC_HDR_LEN;
+	assert_memory_equal(file + from, old + from, len - from);
+	free(file);
+	free(old);
+	/* the pool holds at most WAL_RECYCLED_MAX */
+	uint8_t *z = calloc(1, SEG_HDR_LEN + SMALL_SEG);
+	for (int i = 0; i <= WAL_RECYCLED_MAX; i++) {
+		char p[128], n[32];
+		snprintf(n, sizeof(n), "x%d", i);
+		snprintf(p, sizeof(p), "%s/%s", f->dir, n);
+		put_file(p, z, SEG_HDR_LEN + SMALL_SEG);
+		assert_int_equal(wal_recycle(f->dir, n, SMALL_SEG, NULL), i < WAL_RECYCLED_MAX ? 0 : -EEXIST);
+		assert_int_equal(access(p, F_OK), i < WAL_RECYCLED_MAX ? -1 : 0);
+	}
+	free(z);
+}
+
+/* A recycle cut short between its two renames leaves recycled.tmp: the
+ * next spare step puts it in the pool, or drops it when the pool is full. */
+static void test_recycle_cut_short_is_finished(void **state)
+{
+	struct fix *f = *state;
+	char rtmp[128], p[128];
+	struct wal_spare sp = { .fd = -1 };
+	snprintf(rtmp, sizeof(rtmp), "%s/recycled.tmp", f->dir);
+	uint8_t *z = calloc(1, SEG_HDR_LEN + SMALL_SEG);
+	for (int i = 0; i < WAL_RECYCLED_MAX; i++) {
+		put_file(rtmp, z, SEG_HDR_LEN + SMALL_SEG);
+		assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);
+		assert_int_equal(access(rtmp, F_OK), -1);
+		snprintf(p, sizeof(p), "%s/recycled.%d", f->dir, i);
+		assert_int_equal(access(p, F_OK), 0);
+	}
+	put_file(rtmp, z, 100);
+	assert_int_equal(wal_spare_step(&sp, f->dir, SMALL_SEG, 4096), 1);
+	assert_int_equal(access(rtmp, F_OK), -1);
+	free(z);
 }
 
 static void test_zero_range_and_dirty_end(void **state)
@@ -675,22 +793,49 @@ static void test_seg_hdr_parse_rejects_any_damage(void **state)
 {
 	(void)state;
 	uint8_t h[SEG_HDR_LEN];
-	uint64_t first = 0, lid = 0;
-	seg_hdr_build(h, 777, LOG_ID, 123);
+	struct seg_hdr sh;
+	seg_hdr_build(h, 777, LOG_ID, 123, SEG_F_RECYCLED);
 	assert_memory_equal(h, "MIWALSEG", 8);
 	assert_int_equal(mi_get32(h + 8), SEG_VERSION);
+	assert_int_equal(SEG_VERSION, 2);
 	assert_int_equal(mi_get32(h + 12), SEG_HDR_LEN);
 	assert_int_equal(mi_get64(h + 32), 123);
-	assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &first, &lid), 0);
-	assert_int_equal(first, 777);
-	assert_int_equal(lid, LOG_ID);
-	assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN - 1, &first, &lid), -EBADMSG);
+	assert_int_equal(mi_get32(h + 40), SEG_F_RECYCLED);
+	assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &sh), 0);
+	assert_int_equal(sh.first_lsn, 777);
+	assert_int_equal(sh.log_id, LOG_ID);
+	assert_int_equal(sh.created_ns, 123);
+	assert_int_equal(sh.version, 2);
+	assert_int_equal(sh.flags, SEG_F_RECYCLED);
+	assert_int_equal(sh.crc, mi_get32(h + 60));
+	assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN - 1, &sh), -EBADMSG);
 	for (int i = 0; i < SEG_HDR_LEN; i++) {
 		h[i] ^= 0x10;
-		first = lid = 5;
-		assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &first, &lid), -EBADMSG);
-		assert_int_equal(first, 5);                 /* out-params untouched */
+		sh.first_lsn = 5;
+		assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &sh), -EBADMSG);
+		assert_int_equal(sh.first_lsn, 5);          /* out-params untouched */
 		h[i] ^= 0x10;
+	}
+}
+
+/* Version 1 (older builds) still reads, without flags; a version this
+ * build does not know does not. */
+static void test_seg_hdr_versions(void **state)
+{
+	(void)state;
+	uint8_t h[SEG_HDR_LEN];
+	struct seg_hdr sh;
+	static const struct { uint32_t version, flags; int ok; } cases[] = {
+		{ 1, 0, 1 }, { 1, SEG_F_RECYCLED, 0 }, { 2, 0, 1 }, { 0, 0, 0 }, { 3, 0, 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		seg_hdr_build(h, 64, LOG_ID, 1, 0);
+		mi_put32(h + 8, cases[i].version);
+		mi_put32(h + 40, cases[i].flags);
+		mi_put32(h + 60, mi_crc32(h, 60));
+		assert_int_equal(seg_hdr_parse(h, SEG_HDR_LEN, &sh), cases[i].ok ? 0 : -EBADMSG);
+		if (cases[i].ok)
+			assert_int_equal(sh.version, cases[i].version);
 	}
 }
 
@@ -738,7 +883,7 @@ static void test_seg_rec_check_statuses(void **state)
 	assert_int_equal(seg_rec_check(buf, REC_HDR_LEN, 4096), SEG_REC_BAD);
 	/* a MARK is checked the same way */
 	uint64_t pos[2] = { 10, 20 };
-	rec_build_mark(buf, 1, 2, pos, 5);
+	rec_build_mark(buf, 1, 2, pos, 5, NULL);
 	assert_int_equal(seg_rec_check(buf, rec_size(0, REC_MARK_PLEN(2)), 4096), SEG_REC_OK);
 	buf[REC_HDR_LEN + 16] ^= 1;
 	assert_int_equal(seg_rec_check(buf, rec_size(0, REC_MARK_PLEN(2)), 4096), SEG_REC_BAD);
@@ -767,7 +912,10 @@ int main(void)
 		T(test_spare_made_in_steps_appears_whole),
 		T(test_zero_range_and_dirty_end),
 		T(test_seg_list_sorts_by_lsn_and_ignores_other_files),
+		T(test_recycle_and_take_a_retired_segment),
+		T(test_recycle_cut_short_is_finished),
 		T(test_seg_hdr_parse_rejects_any_damage),
+		T(test_seg_hdr_versions),
 		T(test_seg_rec_check_statuses),
 	};
 #undef T

@@ -1,5 +1,8 @@
 /* offset — a sink's committed position: data/sinks/<name>.offset.
  *
+ * sinkd writes it; flusherd reads it too, since a sink holds the log's
+ * retention at its committed LSN (flusherd/retain.h).
+ *
  * Written as <name>.offset.tmp, fdatasync, rename, fsync(dir): always whole.
  *   off size field
  *   0   8    magic     "MISINKO1"

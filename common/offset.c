@@ -1,4 +1,4 @@
-#include "sinkd/offset.h"
+#include "common/offset.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,0 +1,300 @@
+#include "flusherd/retire.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/offset.h"
+#include "common/seg.h"
+#include "shm/atomic.h"
+#include "shm/shm.h"
+
+#define RETIRE_W_MISSING 1u     /* "has no committed offset yet" */
+#define RETIRE_W_DAMAGED 2u     /* "damaged" */
+
+int retire_enabled(const struct settings *s)
+{
+	return s->retain_bytes > 0 || s->retain_ms > 0;
+}
+
+int retire_init(struct retirer *rt, const struct settings *s, uint64_t *ctr)
+{
+	memset(rt, 0, sizeof(*rt));
+	rt->s = s;
+	rt->ctr = ctr;
+	rt->held = RETAIN_STOP_MAX;
+	snprintf(rt->wal_dir, sizeof(rt->wal_dir), "%s/wal", s->data_dir);
+	snprintf(rt->sinks_dir, sizeof(rt->sinks_dir), "%s/sinks", s->data_dir);
+	/* the same list, split the same way, as sinkd runs */
+	char list[sizeof(s->sinks)], *save = NULL;
+	memcpy(list, s->sinks, sizeof(list));
+	for (char *tok = strtok_r(list, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
+		int dup = 0;
+		for (size_t i = 0; i < rt->nholders; i++)
+			dup |= !strcmp(rt->holders[i].name, tok);
+		if (dup || strlen(tok) >= sizeof(rt->holders[0].name))
+			continue;       /* sinkd refuses such a list; it holds nothing twice */
+		struct retire_name *v = realloc(rt->holders, (rt->nholders + 1) * sizeof(*v));
+		if (!v) {
+			retire_free(rt);
+			return -ENOMEM;
+		}
+		rt->holders = v;
+		memset(&v[rt->nholders], 0, sizeof(v[0]));
+		snprintf(v[rt->nholders].name, sizeof(v[0].name), "%s", tok);
+		rt->nholders++;
+	}
+	return 0;
+}
+
+void retire_free(struct retirer *rt)
+{
+	free(rt->holders);
+	free(rt->gone);
+	free(rt->ages);
+	rt->holders = rt->gone = NULL;
+	rt->ages = NULL;
+	rt->nholders = rt->ngone = rt->nages = 0;
+}
+
+/* The server time of the newest record of the finished segment name
+ * (data ends at data_end, a file offset): the MARK that ends it was
+ * written last; its srv_ns is when.  Version 1 (no trailer to find it
+ * by) or unreadable: the file's mtime, the time of its last write. */
+static uint64_t newest_ns(const char *dir, const char *name, uint64_t data_end)
+{
+	char path[600];
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	uint64_t t = 0;
+	uint8_t hb[SEG_HDR_LEN];
+	struct seg_hdr h;
+	_Alignas(8) uint8_t buf[REC_MARK_MAX_LEN];
+	if (pread(fd, hb, SEG_HDR_LEN, 0) == SEG_HDR_LEN && seg_hdr_parse(hb, SEG_HDR_LEN, &h) == 0 &&
+	    h.version >= 2 && data_end > SEG_HDR_LEN) {
+		uint64_t n = data_end - SEG_HDR_LEN < sizeof(buf) ? data_end - SEG_HDR_LEN : sizeof(buf);
+		if (pread(fd, buf + sizeof(buf) - n, n, (off_t)(data_end - n)) == (ssize_t)n) {
+			const struct rec_hdr *m =
+				seg_mark_ending_at(buf + sizeof(buf), (size_t)n, h.first_lsn + data_end - SEG_HDR_LEN);
+			if (m)
+				t = m->srv_ns;
+		}
+	}
+	struct stat st;
+	if (!t && fstat(fd, &st) == 0)
+		t = (uint64_t)st.st_mtim.tv_sec * 1000000000ull + (uint64_t)st.st_mtim.tv_nsec;
+	close(fd);
+	return t;
+}
+
+/* Newest-record times, read once per finished segment. */
+static uint64_t segment_age(struct retirer *rt, const struct seg_ent *e, uint64_t next_first)
+{
+	for (size_t i = 0; i < rt->nages; i++)
+		if (rt->ages[i].first_lsn == e->first_lsn)
+			return rt->ages[i].newest_ns;
+	uint64_t t = newest_ns(rt->wal_dir, e->name, SEG_HDR_LEN + (next_first - e->first_lsn));
+	struct retire_age *v = realloc(rt->ages, (rt->nages + 1) * sizeof(*v));
+	if (v && t) {
+		rt->ages = v;
+		rt->ages[rt->nages++] = (struct retire_age){ e->first_lsn, t };
+	} else if (v) {
+		rt->ages = v;
+	}
+	return t;
+}
+
+/* Forgets the times of segments that are gone. */
+static void prune_ages(struct retirer *rt, uint64_t floor_lsn)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < rt->nages; i++)
+		if (rt->ages[i].first_lsn >= floor_lsn)
+			rt->ages[k++] = rt->ages[i];
+	rt->nages = k;
+}
+
+/* Each holder's committed LSN, from its offset file. */
+static void read_holders(struct retirer *rt, struct retain_holder *out)
+{
+	for (size_t i = 0; i < rt->nholders; i++) {
+		struct retire_name *n = &rt->holders[i];
+		uint64_t lsn = 0;
+		void *blob = NULL;
+		size_t blob_len = 0;
+		int r = offset_load(rt->sinks_dir, n->name, &lsn, &blob, &blob_len);
+		free(blob);
+		if (r == 0) {
+			n->warned = 0;
+		} else if (r == -ENOENT) {
+			lsn = 0;
+			if (!(n->warned & RETIRE_W_MISSING))
+				log_info("retention: sink instance %s has no committed offset yet (%s/%s.offset): it holds "
+					 "the log from its start", n->name, rt->sinks_dir, n->name);
+			n->warned |= RETIRE_W_MISSING;
+		} else {
+			lsn = 0;
+			if (!(n->warned & RETIRE_W_DAMAGED))
+				log_warn("retention: %s/%s.offset: %s; sink instance %s holds the log from its start "
+					 "until its offset is written again", rt->sinks_dir, n->name,
+					 r == -EBADMSG ? "damaged" : strerror(-r), n->name);
+			n->warned |= RETIRE_W_DAMAGED;
+		}
+		out[i] = (struct retain_holder){ .name = n->name, .lsn = lsn, .policy = RETAIN_HOLD };
+	}
+}
+
+/* Offset files of names no longer in [sinkd] sinks: said once each. */
+static void note_gone(struct retirer *rt)
+{
+	DIR *d = opendir(rt->sinks_dir);
+	if (!d)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t len = strlen(e->d_name);
+		if (len <= 7 || strcmp(e->d_name + len - 7, ".offset") || len - 7 >= sizeof(rt->gone[0].name))
+			continue;
+		char name[sizeof(rt->gone[0].name)];
+		memcpy(name, e->d_name, len - 7);
+		name[len - 7] = 0;
+		int known = 0;
+		for (size_t i = 0; i < rt->nholders && !known; i++)
+			known = !strcmp(rt->holders[i].name, name);
+		for (size_t i = 0; i < rt->ngone && !known; i++)
+			known = !strcmp(rt->gone[i].name, name);
+		if (known)
+			continue;
+		struct retire_name *v = realloc(rt->gone, (rt->ngone + 1) * sizeof(*v));
+		if (!v)
+			break;
+		rt->gone = v;
+		memset(&v[rt->ngone], 0, sizeof(v[0]));
+		memcpy(v[rt->ngone].name, name, len - 6);
+		rt->ngone++;
+		log_info("retention: sink instance %s is not in [sinkd] sinks any more: it no longer holds retention "
+			 "(%s/%s)", name, rt->sinks_dir, e->d_name);
+	}
+	closedir(d);
+}
+
+static int fsync_dir(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int r = fsync(fd) < 0 ? -errno : 0;
+	close(fd);
+	return r;
+}
+
+static double mib(uint64_t b)
+{
+	return (double)b / (1 << 20);
+}
+
+int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct wal_spare *sp)
+{
+	struct seg_ent *segs = NULL;
+	struct retain_seg *rs = NULL;
+	struct retain_holder *hs = NULL;
+	size_t nseg = 0;
+	int r = seg_list(rt->wal_dir, &segs, &nseg);
+	if (r < 0) {
+		log_warn("retention: %s: %s", rt->wal_dir, strerror(-r));
+		return r;
+	}
+	note_gone(rt);
+	rs = calloc(nseg ? nseg : 1, sizeof(*rs));
+	hs = calloc(rt->nholders ? rt->nholders : 1, sizeof(*hs));
+	if (!rs || !hs) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < nseg; i++) {
+		char path[600];
+		struct stat st;
+		snprintf(path, sizeof(path), "%s/%s", rt->wal_dir, segs[i].name);
+		rs[i].first_lsn = segs[i].first_lsn;
+		rs[i].bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+		if (rt->s->retain_ms && i + 1 < nseg)
+			rs[i].newest_ns = segment_age(rt, &segs[i], segs[i + 1].first_lsn);
+	}
+	read_holders(rt, hs);
+	struct retain_in in = {
+		.segs = rs, .nseg = nseg, .holders = hs, .nholders = rt->nholders, .end_lsn = end_lsn,
+		.ckpt_lsn = ckpt_lsn, .now_ns = clock_real_ns(), .retain_bytes = rt->s->retain_bytes,
+		.retain_ms = (uint64_t)rt->s->retain_ms,
+	};
+	struct retain_plan plan;
+	retain_floor(&in, &plan);
+	/* a holder keeping the log over its limit: said once per episode */
+	if (plan.stop == RETAIN_STOP_HOLDER && (rt->held != plan.stop || rt->held_by != plan.holder)) {
+		uint64_t total = 0;
+		for (size_t i = plan.n; i < nseg; i++)
+			total += rs[i].bytes;
+		log_info("retention: sink instance %s (committed LSN %llu) holds the log from LSN %llu: %zu segment(s), "
+			 "%.1f MiB", hs[plan.holder].name, (unsigned long long)hs[plan.holder].lsn,
+			 (unsigned long long)plan.floor_lsn, nseg - plan.n, mib(total));
+	}
+	rt->held = plan.stop;
+	rt->held_by = plan.holder;
+	if (plan.n == 0)
+		goto out;
+	/* the offsets just read must be on disk before what they allow goes */
+	if (rt->nholders && (r = fsync_dir(rt->sinks_dir)) < 0) {
+		log_warn("retention: fsync %s: %s; nothing retired", rt->sinks_dir, strerror(-r));
+		goto out;
+	}
+	size_t done = 0, recycled = 0;
+	uint64_t bytes = 0;
+	for (; done < plan.n; done++) {
+		char path[600];
+		snprintf(path, sizeof(path), "%s/%s", rt->wal_dir, segs[done].name);
+		/* -EEXIST: the pool is full; -EINVAL: not a whole segment */
+		r = wal_recycle(rt->wal_dir, segs[done].name, rt->s->segment_bytes, sp);
+		if (r == 0) {
+			recycled++;
+			shm_count(&rt->ctr[FC_RECYCLED_SEGMENTS], 1);
+		} else if (r != -EEXIST && r != -EINVAL) {
+			log_warn("retention: recycle %s: %s", path, strerror(-r));
+			break;
+		} else if (unlink(path) < 0) {
+			r = -errno;
+			log_warn("retention: unlink %s: %s", path, strerror(-r));
+			break;
+		} else if ((r = fsync_dir(rt->wal_dir)) < 0) {
+			/* on disk before the next one goes: a crash leaves a prefix gone */
+			log_warn("retention: fsync %s: %s", rt->wal_dir, strerror(-r));
+		}
+		bytes += rs[done].bytes;
+		shm_count(&rt->ctr[FC_RETIRED_SEGMENTS], 1);
+		shm_count(&rt->ctr[FC_RETIRED_BYTES], rs[done].bytes);
+	}
+	if (done) {
+		uint64_t floor = segs[done].first_lsn, left = 0;
+		for (size_t i = done; i < nseg; i++)
+			left += rs[i].bytes;
+		prune_ages(rt, floor);
+		log_info("retention: retired %zu segment(s), %.1f MiB (LSN %llu to %llu, %s; %zu recycled as the next "
+			 "segment): the log starts at LSN %llu, %zu segment(s), %.1f MiB", done, mib(bytes),
+			 (unsigned long long)segs[0].first_lsn, (unsigned long long)floor,
+			 rt->s->retain_bytes && in.retain_bytes < left + bytes ? "over retain_bytes" : "older than retain_ms",
+			 recycled, (unsigned long long)floor, nseg - done, mib(left));
+		r = (int)done;
+	}
+out:
+	free(rs);
+	free(hs);
+	free(segs);
+	return r;
+}

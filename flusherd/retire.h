@@ -1,0 +1,70 @@
+/* retire — retention on disk: what flusherd's housekeeping thread does
+ * with [wal] retain_bytes / retain_ms (the decision is flusherd/retain.h).
+ *
+ * A pass lists the segments (file size; the newest record's server time,
+ * from the MARK that ends a finished segment), reads each holder's
+ * committed LSN, asks retain_floor() which segments may go and retires
+ * them, oldest first.  It is flusherd's own policy code, not a library:
+ * it logs what it does, once per event.
+ *
+ * The holders are the sink instances named in [sinkd] sinks, each holding
+ * at the LSN in <data dir>/sinks/<name>.offset (common/offset.h), whether
+ * sinkd runs, failed or never started it: a missing file holds at LSN 0,
+ * and so does a damaged one (warned once).  An offset file of a name no
+ * longer in [sinkd] sinks holds nothing (said once).
+ *
+ * Durability before any segment goes: the checkpoint LSN handed in must be
+ * one written and synced to data/meta (the caller's last checkpoint); the
+ * offset files read are whole (sinkd syncs each before renaming it into
+ * place) and the pass fsyncs sinks/ so their renames are on disk too.
+ * Each segment is then unlinked and wal/ fsynced before the next, so a
+ * crash leaves the log contiguous.
+ *
+ * A retired segment is recycled rather than unlinked while the pool of
+ * them has room (wal_recycle): a later rotation takes it, and flusherd
+ * does not write a segment of zeros for it.
+ */
+#ifndef MI_RETIRE_H
+#define MI_RETIRE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/settings.h"
+#include "flusherd/retain.h"
+#include "flusherd/wal.h"
+
+struct retire_name {
+	char name[64];
+	unsigned warned;        /* RETIRE_W_* already logged for it */
+};
+
+struct retire_age {
+	uint64_t first_lsn;
+	uint64_t newest_ns;
+};
+
+struct retirer {
+	const struct settings *s;
+	uint64_t *ctr;                  /* flusherd's counters */
+	char wal_dir[512], sinks_dir[512];
+	struct retire_name *holders;    /* [sinkd] sinks */
+	size_t nholders;
+	struct retire_name *gone;       /* offset files not in the config, said once */
+	size_t ngone;
+	struct retire_age *ages;        /* newest-record times of finished segments */
+	size_t nages;
+	enum retain_stop held;          /* the last pass's reason when a holder kept the log over its limit */
+	size_t held_by;
+};
+
+/* Reads the holders from s ([sinkd] sinks).  0 or -ENOMEM. */
+int retire_init(struct retirer *rt, const struct settings *s, uint64_t *ctr);
+void retire_free(struct retirer *rt);
+/* Whether a limit is set at all (else a pass does nothing). */
+int retire_enabled(const struct settings *s);
+/* One pass.  ckpt_lsn: the durable checkpoint; end_lsn: the durable end
+ * of the log; sp: the spare being made, given up when a retired segment
+ * can be recycled instead (wal_recycle).  Returns the segments retired,
+ * or -errno (logged). */
+int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct wal_spare *sp);
+#endif
