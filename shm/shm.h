@@ -157,7 +157,8 @@ struct shm_geom {
 	uint64_t ring_bytes;            /* power of two */
 };
 
-#define SHM_ERR_LEN 256
+/* room for two data directory paths and the advice around them */
+#define SHM_ERR_LEN 1024
 
 /* Creates the region if missing (create != 0), else attaches, and takes a
  * shared flock on it.  err names the region and the reason.  Returns 0,

@@ -121,6 +121,12 @@ static int find_segment(struct reader *r, uint64_t lsn)
 
 const struct rec_hdr *reader_at(struct reader *r, uint64_t lsn, int *err)
 {
+	/* records start on 8-byte boundaries (common/record.h): any other LSN
+	 * is not a record's, and no header may be read there */
+	if (lsn & 7) {
+		*err = -EBADMSG;
+		return NULL;
+	}
 	*err = 0;
 	if (!r->map || lsn < r->seg_first || !map_current(r)) {
 		if ((*err = find_segment(r, lsn)) < 0)

@@ -30,6 +30,7 @@ struct reader {
 void reader_init(struct reader *r, const char *wal_dir, uint64_t segment_bytes);
 void reader_close(struct reader *r);
 /* The record at lsn (< durable), MARKs included.  Returns NULL with *err
- * set: -ENOENT (no segment holds lsn: removed by retention?) or -EBADMSG. */
+ * set: -ENOENT (no segment holds lsn: removed by retention?) or -EBADMSG
+ * (no record there, an LSN that is not a multiple of 8 included). */
 const struct rec_hdr *reader_at(struct reader *r, uint64_t lsn, int *err);
 #endif

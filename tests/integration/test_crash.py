@@ -1,6 +1,5 @@
 """SIGKILL of every stage, more than once, while devices stream."""
 import signal
-import time
 
 from conftest import assert_exactly_once, wait_for
 
@@ -40,22 +39,24 @@ def test_sigkill_each_stage_repeatedly_loses_nothing_and_repeats_nothing(pipelin
     assert all(st[stage]["restarts"] >= 2 for stage in ("flusherd", "ingestd", "sinkd")), st
 
 
-def test_restarted_ingestd_acks_again_within_a_second(pipeline):
+# How fast a restarted stage acks again is measured by make bench (its
+# restart scenario), not asserted here: a timing in a test fails on a slow
+# or busy machine.
+def test_restarted_ingestd_acks_again(pipeline):
     assert pipeline.send("fast-0", 10).returncode == 0
     old = pipeline.kill("ingestd")
-    t0 = time.monotonic()
-    wait_for(lambda: pipeline.send("fast-0", 1, timeout=5).returncode == 0, 10, "an ACK after the restart",
+    wait_for(lambda: pipeline.send("fast-0", 1, timeout=5).returncode == 0, 30, "an ACK after the restart",
              interval=0.01)
-    assert time.monotonic() - t0 < 1.0
     assert pipeline.pid("ingestd") != old
+    assert_exactly_once(pipeline.dump(), {"fast-0": 11})
 
 
-def test_restarted_flusherd_acks_again_within_a_second(pipeline):
+def test_restarted_flusherd_acks_again(pipeline):
     assert pipeline.send("fast-1", 10).returncode == 0
-    pipeline.kill("flusherd")
-    t0 = time.monotonic()
-    assert pipeline.send("fast-1", 1, timeout=5).returncode == 0
-    assert time.monotonic() - t0 < 1.0
+    old = pipeline.kill("flusherd")
+    assert pipeline.send("fast-1", 1, timeout=30).returncode == 0
+    assert pipeline.pid("flusherd") != old
+    assert_exactly_once(pipeline.dump(), {"fast-1": 11})
 
 
 def test_killing_the_supervisor_takes_the_stages_down(pipeline):

@@ -313,6 +313,9 @@ static void test_reader_without_the_segment_is_enoent(void **state)
 	assert_null(reader_at(&r, 0, &err));
 	assert_int_equal(err, -ENOENT);
 	check_rec(reader_at(&r, boundary, &err), 41);
+	/* no record starts off an 8-byte boundary: refused, nothing read */
+	assert_null(reader_at(&r, boundary + 5, &err));
+	assert_int_equal(err, -EBADMSG);
 	reader_close(&r);
 }
 
