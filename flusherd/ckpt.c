@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "common/frame.h"
+#include "common/fsync_dir.h"
 #include "common/slotfile.h"
 #include "shm/atomic.h"
 #include "shm/devtab.h"
@@ -66,16 +67,6 @@ int meta_store(const char *data_dir, const struct meta *m)
 		mi_put64(b + 32 + 8 * i, m->pos[i]);
 	r = slotfile_write(&f, b, 32 + 8 * (size_t)m->nrings);
 	slotfile_close(&f);
-	return r;
-}
-
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
 	return r;
 }
 

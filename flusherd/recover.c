@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/fsync_dir.h"
 #include "common/seg.h"
 #include "flusherd/ckpt.h"
 #include "flusherd/wal.h"
@@ -361,11 +362,7 @@ int recover_run(const char *data_dir, struct shm_ctl *ctl, struct recover_result
 			goto out;
 		}
 		close(fd);
-		int dfd = open(wal_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			if (fsync(dfd) < 0) { /* best effort: the segment data is synced */ }
-			close(dfd);
-		}
+		if (fsync_dir(wal_dir) < 0) { /* best effort: the segment data is synced */ }
 	}
 	res.log_id = log_id;
 	res.seg_first = segs[cut_seg].first_lsn;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/fsync_dir.h"
 #include "common/log.h"
 #include "common/offset.h"
 #include "common/seg.h"
@@ -185,16 +186,6 @@ static void note_gone(struct retirer *rt)
 			 "(%s/%s)", name, rt->sinks_dir, e->d_name);
 	}
 	closedir(d);
-}
-
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	int r = fsync(fd) < 0 ? -errno : 0;
-	close(fd);
-	return r;
 }
 
 static double mib(uint64_t b)

@@ -46,6 +46,19 @@ def wait_for(cond, timeout=10.0, what="condition", interval=0.02):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def wait_gone(pids, timeout=10, what="the processes to exit"):
+    """Waits until none of pids is a process any more."""
+    def gone():
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                return False
+            except ProcessLookupError:
+                pass
+        return True
+    wait_for(gone, timeout, what)
+
+
 def assert_connect_dropped(port, host="127.0.0.1"):
     """A banned source: the listener filter drops the SYN, so the connect
     does not complete."""

@@ -1,7 +1,7 @@
 """SIGKILL of every stage, more than once, while devices stream."""
 import signal
 
-from conftest import assert_exactly_once, wait_for
+from conftest import assert_exactly_once, wait_for, wait_gone
 
 
 def sink_lsn(p):
@@ -63,14 +63,4 @@ def test_killing_the_supervisor_takes_the_stages_down(pipeline):
     pids = [pipeline.pid(s) for s in ("ingestd", "flusherd", "sinkd")]
     pipeline.proc.send_signal(signal.SIGKILL)
     pipeline.proc.wait()
-
-    def gone():
-        import os
-        for p in pids:
-            try:
-                os.kill(p, 0)
-                return False
-            except ProcessLookupError:
-                pass
-        return True
-    wait_for(gone, 10, "stages to exit after the supervisor died")
+    wait_gone(pids, 10, "stages to exit after the supervisor died")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BIN, ROOT, Pipeline, assert_exactly_once, wait_for
+from conftest import BIN, ROOT, Pipeline, assert_exactly_once, wait_gone
 
 
 @pytest.fixture
@@ -41,16 +41,7 @@ def crash_everything(p):
     os.kill(p.proc.pid, signal.SIGKILL)
     p.proc.wait()
     p.proc = None
-
-    def gone():
-        for pid in pids:
-            try:
-                os.kill(pid, 0)
-                return False
-            except ProcessLookupError:
-                pass
-        return True
-    wait_for(gone, 10, "the stages to be gone")
+    wait_gone(pids, 10, "the stages to be gone")
 
 
 def supervise_to_the_end(p):
