@@ -11,21 +11,27 @@
 #include <zlib.h>
 
 #include "common/frame.h"
+#include "common/fsync_dir.h"
 
-int offset_load(const char *dir, const char *name, uint64_t *lsn, void **blob, size_t *blob_len)
+#define OFFSET_MAGIC "MISINKO1"
+#define SKIPPED_MAGIC "MISKIPL1"
+#define BLOB_MAX (64u << 20)
+
+static int load_file(const char *dir, const char *name, const char *ext, const char *magic, uint64_t *value,
+		     void **blob, size_t *blob_len)
 {
 	char path[600];
 	uint8_t h[24];
-	snprintf(path, sizeof(path), "%s/%s.offset", dir, name);
+	snprintf(path, sizeof(path), "%s/%s.%s", dir, name, ext);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	int r = -EBADMSG;
 	uint8_t *b = NULL;
-	if (read(fd, h, sizeof(h)) != sizeof(h) || memcmp(h, "MISINKO1", 8))
+	if (read(fd, h, sizeof(h)) != sizeof(h) || memcmp(h, magic, 8))
 		goto out;
 	uint32_t len = mi_get32(h + 16);
-	if (len > (64u << 20))
+	if (len > BLOB_MAX)
 		goto out;
 	b = malloc(len ? len : 1);
 	if (!b) {
@@ -38,7 +44,7 @@ int offset_load(const char *dir, const char *name, uint64_t *lsn, void **blob, s
 	c = crc32(c, b, len);
 	if ((uint32_t)c != mi_get32(h + 20))
 		goto out;
-	*lsn = mi_get64(h + 8);
+	*value = mi_get64(h + 8);
 	*blob = len ? b : NULL;
 	if (!len)
 		free(b);
@@ -51,14 +57,17 @@ out:
 	return r;
 }
 
-int offset_store(const char *dir, const char *name, uint64_t lsn, const void *blob, size_t blob_len)
+static int store_file(const char *dir, const char *name, const char *ext, const char *magic, uint64_t value,
+		      const void *blob, size_t blob_len)
 {
 	char tmp[600], path[600];
 	uint8_t h[24];
-	snprintf(tmp, sizeof(tmp), "%s/%s.offset.tmp", dir, name);
-	snprintf(path, sizeof(path), "%s/%s.offset", dir, name);
-	memcpy(h, "MISINKO1", 8);
-	mi_put64(h + 8, lsn);
+	if (blob_len > BLOB_MAX)
+		return -EFBIG;
+	snprintf(tmp, sizeof(tmp), "%s/%s.%s.tmp", dir, name, ext);
+	snprintf(path, sizeof(path), "%s/%s.%s", dir, name, ext);
+	memcpy(h, magic, 8);
+	mi_put64(h + 8, value);
 	mi_put32(h + 16, (uint32_t)blob_len);
 	uLong c = crc32(0L, h, 20);
 	if (blob_len)   /* zlib: crc32(c, NULL, 0) returns 0, not c */
@@ -77,15 +86,73 @@ int offset_store(const char *dir, const char *name, uint64_t lsn, const void *bl
 	close(fd);
 	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
-	if (r == 0) {
-		int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		if (dfd >= 0) {
-			if (fsync(dfd) < 0)
-				r = -errno;
-			close(dfd);
-		}
-	} else {
+	if (r == 0)
+		r = fsync_dir(dir);
+	else
 		unlink(tmp);
-	}
 	return r;
+}
+
+int offset_load(const char *dir, const char *name, uint64_t *lsn, void **blob, size_t *blob_len)
+{
+	return load_file(dir, name, "offset", OFFSET_MAGIC, lsn, blob, blob_len);
+}
+
+int offset_store(const char *dir, const char *name, uint64_t lsn, const void *blob, size_t blob_len)
+{
+	return store_file(dir, name, "offset", OFFSET_MAGIC, lsn, blob, blob_len);
+}
+
+int skipped_load(const char *dir, const char *name, struct skipped **ret, size_t *n)
+{
+	uint64_t zero;
+	void *blob = NULL;
+	size_t len = 0;
+	int r = load_file(dir, name, "skipped", SKIPPED_MAGIC, &zero, &blob, &len);
+	if (r < 0)
+		return r;
+	if (len % 24) {
+		free(blob);
+		return -EBADMSG;
+	}
+	struct skipped *v = NULL;
+	*n = len / 24;
+	if (*n && !(v = malloc(*n * sizeof(*v)))) {
+		free(blob);
+		return -ENOMEM;
+	}
+	const uint8_t *b = blob;
+	for (size_t i = 0; i < *n; i++)
+		v[i] = (struct skipped){ mi_get64(b + 24 * i), mi_get64(b + 24 * i + 8), mi_get64(b + 24 * i + 16) };
+	free(blob);
+	*ret = v;
+	return 0;
+}
+
+int skipped_store(const char *dir, const char *name, const struct skipped *v, size_t n)
+{
+	uint8_t *b = malloc(n ? n * 24 : 1);
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		mi_put64(b + 24 * i, v[i].from);
+		mi_put64(b + 24 * i + 8, v[i].to);
+		mi_put64(b + 24 * i + 16, v[i].records);
+	}
+	int r = store_file(dir, name, "skipped", SKIPPED_MAGIC, 0, b, n * 24);
+	free(b);
+	return r;
+}
+
+uint64_t skipped_count(const struct skipped *v, size_t n, uint64_t from, uint64_t to, uint64_t *records)
+{
+	/* entries are in LSN order (flusherd appends them as it retires) */
+	uint64_t at = from, sum = 0;
+	for (size_t i = 0; i < n && at < to; i++)
+		if (v[i].from == at && v[i].to > at && v[i].to <= to) {
+			sum += v[i].records;
+			at = v[i].to;
+		}
+	*records = sum;
+	return at;
 }

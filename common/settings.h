@@ -1,7 +1,8 @@
 /* settings — the options every stage reads from the one INI file.
  *
  * All three daemons load the same table so a key means the same thing
- * everywhere; sinks add their own tables in sections named sink_<name>.
+ * everywhere; sink instances add their own keys in sections [sink.NAME]
+ * (common/sinkcfg.h, sinkd/instance.h).
  */
 #ifndef MI_SETTINGS_H
 #define MI_SETTINGS_H

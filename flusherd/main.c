@@ -104,7 +104,7 @@ struct checkpointer {
 	pthread_t th;
 	int stop;
 	uint64_t done_lsn;
-	struct retirer rt;
+	struct retirer *rt;
 };
 
 static int checkpoint(struct checkpointer *k)
@@ -158,7 +158,7 @@ static void *checkpoint_main(void *arg)
 		if (retire_enabled(k->s) && (since_retain >= RETAIN_MS || rot != rotations)) {
 			since_retain = 0;
 			rotations = rot;
-			retire_run(&k->rt, k->done_lsn, shm_load_acquire(&k->ctl->durable_lsn), &sp);
+			retire_run(k->rt, k->done_lsn, shm_load_acquire(&k->ctl->durable_lsn), &sp);
 		}
 		if (spare_wait > 0)
 			spare_wait--;
@@ -285,7 +285,7 @@ static int claim_region(const struct settings *s, const struct shm_geom *g, shm_
 	return MI_EXIT_STARTUP;
 }
 
-static int run(const struct settings *s)
+static int run(const struct settings *s, struct retirer *rt)
 {
 	char wal_dir[512], err[SHM_ERR_LEN > RECOVER_ERR_LEN ? SHM_ERR_LEN : RECOVER_ERR_LEN];
 	shm_region_t reg = { 0 };
@@ -355,15 +355,11 @@ static int run(const struct settings *s)
 		log_warn("%s/%s: damaged record at offset %llu, skipped (with the rest of that segment) while "
 			 "rebuilding device seqs; their seqs may be low; run flusherd --replay",
 			 wal_dir, rr.damaged_seg, (unsigned long long)rr.damaged_off);
-	struct checkpointer k = { .s = s, .ctl = ctl, .log_id = rr.log_id };
-	if ((r = retire_init(&k.rt, s, ctr)) < 0) {
-		log_error("retention: %s", strerror(-r));
-		goto out;
-	}
+	struct checkpointer k = { .s = s, .ctl = ctl, .log_id = rr.log_id, .rt = rt };
+	rt->ctr = ctr;
 	checkpoint(&k);
 	if ((r = pthread_create(&k.th, NULL, checkpoint_main, &k)) != 0) {
 		log_error("checkpoint thread: %s", strerror(r));
-		retire_free(&k.rt);
 		goto out;
 	}
 	if ((r = shm_set_ready(ctl, s->data_dir, rr.log_id)) < 0) {
@@ -435,7 +431,6 @@ static int run(const struct settings *s)
 out_ckpt:
 	__atomic_store_n(&k.stop, 1, __ATOMIC_RELEASE);
 	pthread_join(k.th, NULL);
-	retire_free(&k.rt);
 	if (ret == 0) {
 		checkpoint(&k);
 		log_info("stopped: log durable up to LSN %llu", (unsigned long long)wal.synced_lsn);
@@ -463,7 +458,7 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
 	};
 	const char *config = NULL;
-	int replay = 0, dump = 0, repair = 0, o;
+	int replay = 0, dump = 0, repair = 0, o, r;
 	while ((o = getopt_long(argc, argv, ":c:h", opts, NULL)) != -1) {
 		switch (o) {
 		case 'c': config = optarg; break;
@@ -489,11 +484,21 @@ int main(int argc, char **argv)
 		log_status("%s", err);
 		return 2;
 	}
-	cfg_close(cfg);
-	if (replay)
+	if (replay) {
+		cfg_close(cfg);
 		return replay_run(&s, dump, repair);
+	}
+	/* the sink instances' lag keys: a bad one stops start-up here, as in sinkd */
+	struct retirer rt;
+	r = retire_init(&rt, &s, cfg, NULL, err);
+	cfg_close(cfg);
+	if (r < 0) {
+		fprintf(stderr, "flusherd: %s\n", err);
+		log_status("%s", err);
+		return 2;
+	}
 	fault_init();
-	int r = log_open("flusherd", s.log_file, (enum log_level)log_level_parse(s.log_level));
+	r = log_open("flusherd", s.log_file, (enum log_level)log_level_parse(s.log_level));
 	if (r < 0) {
 		fprintf(stderr, "flusherd: log file %s: %s\n", s.log_file, strerror(-r));
 		return 2;
@@ -502,5 +507,7 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	return run(&s);
+	r = run(&s, &rt);
+	retire_free(&rt);
+	return r;
 }

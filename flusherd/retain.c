@@ -2,7 +2,7 @@
 
 int retain_holds(const struct retain_holder *h, uint64_t end_lsn)
 {
-	if (h->policy != RETAIN_SKIP || !h->lag_cap_bytes)
+	if (h->policy != LAG_SKIP || !h->lag_cap_bytes)
 		return 1;
 	return h->lsn >= end_lsn || end_lsn - h->lsn <= h->lag_cap_bytes;
 }
@@ -20,7 +20,7 @@ static int over_limit(const struct retain_in *in, size_t i, uint64_t left)
 void retain_floor(const struct retain_in *in, struct retain_plan *ret)
 {
 	struct retain_plan p = { .n = 0, .stop = RETAIN_STOP_ACTIVE };
-	uint64_t left = 0;
+	uint64_t left = in->ready_bytes;
 	for (size_t i = 0; i < in->nseg; i++)
 		left += in->segs[i].bytes;
 	for (; p.n + 1 < in->nseg; p.n++) {

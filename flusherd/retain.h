@@ -14,7 +14,7 @@
  *     device checkpoint written with it covers every record below it (a
  *     fresh shm region takes device seqs from there, not from the log);
  *   - it exceeds a limit: the log's bytes (every segment file, this one and
- *     the active one included) are above retain_bytes, or its newest record
+ *     the active one included, and ready_bytes) are above retain_bytes, or its newest record
  *     is older than retain_ms by server time.  0 means no such limit; with
  *     both 0 nothing goes.
  *
@@ -23,28 +23,28 @@
  * retiring a segment is forever, so nothing that could still point into it
  * after a crash may be newer than what was on disk.
  *
- * Holders carry a lag policy for what a later change will configure
- * per sink instance (lag_cap_bytes, lag_policy = hold | skip): with
- * RETAIN_SKIP a holder more than lag_cap_bytes behind the end of the log
- * stops holding (it will find its next record retired, and says so).
- * Every holder today is RETAIN_HOLD: it holds however far behind it is.
+ * Holders carry their instance's lag policy ([sink.NAME] lag_cap_bytes,
+ * lag_policy, common/sinkcfg.h): a LAG_SKIP holder more than lag_cap_bytes
+ * behind the end of the log stops holding (it will find its next record
+ * retired, and counts and says what it skipped); a LAG_HOLD one holds
+ * however far behind it is.
+ *
+ * The limit on bytes counts the files ready to become segments too (the
+ * recycled pool and the spare, ready_bytes): retain_bytes bounds what the
+ * log takes of the disk, not only its segments.
  */
 #ifndef MI_RETAIN_H
 #define MI_RETAIN_H
 #include <stddef.h>
 #include <stdint.h>
 
-enum retain_policy {
-	RETAIN_HOLD,            /* holds the log at its LSN, however far behind */
-	RETAIN_SKIP,            /* stops holding once more than lag_cap_bytes behind */
-	RETAIN_POLICY_MAX
-};
+#include "common/sinkcfg.h"
 
 struct retain_holder {
 	const char *name;
 	uint64_t lsn;           /* committed: every record below it is delivered */
-	uint64_t lag_cap_bytes; /* RETAIN_SKIP: how far behind it may fall; 0 = no cap */
-	enum retain_policy policy;
+	uint64_t lag_cap_bytes; /* LAG_SKIP: how far behind it may fall; 0 = no cap */
+	enum lag_policy policy;
 };
 
 struct retain_seg {
@@ -61,6 +61,7 @@ struct retain_in {
 	uint64_t end_lsn;               /* the durable end of the log */
 	uint64_t ckpt_lsn;              /* durable checkpoint (data/meta) */
 	uint64_t now_ns;                /* CLOCK_REALTIME */
+	uint64_t ready_bytes;           /* files ready to be segments (pool, spare): counted with the log */
 	uint64_t retain_bytes;          /* 0 = no size limit */
 	uint64_t retain_ms;             /* 0 = no age limit */
 };
@@ -82,7 +83,7 @@ struct retain_plan {
 	size_t holder;          /* RETAIN_STOP_HOLDER: the first holder not past it */
 };
 
-/* Whether h holds the log (a RETAIN_SKIP holder past its cap does not). */
+/* Whether h holds the log (a LAG_SKIP holder past its cap does not). */
 int retain_holds(const struct retain_holder *h, uint64_t end_lsn);
 /* Computes the plan for in (nseg may be 0: nothing goes). */
 void retain_floor(const struct retain_in *in, struct retain_plan *ret);

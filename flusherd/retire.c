@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,7 +27,7 @@ int retire_enabled(const struct settings *s)
 	return s->retain_bytes > 0 || s->retain_ms > 0;
 }
 
-int retire_init(struct retirer *rt, const struct settings *s, uint64_t *ctr)
+int retire_init(struct retirer *rt, const struct settings *s, cfg_t *cfg, uint64_t *ctr, char err[CFG_ERR_LEN])
 {
 	memset(rt, 0, sizeof(*rt));
 	rt->s = s;
@@ -44,6 +46,7 @@ int retire_init(struct retirer *rt, const struct settings *s, uint64_t *ctr)
 			continue;       /* sinkd refuses such a list; it holds nothing twice */
 		struct retire_name *v = realloc(rt->holders, (rt->nholders + 1) * sizeof(*v));
 		if (!v) {
+			snprintf(err, CFG_ERR_LEN, "retention: out of memory");
 			retire_free(rt);
 			return -ENOMEM;
 		}
@@ -51,12 +54,21 @@ int retire_init(struct retirer *rt, const struct settings *s, uint64_t *ctr)
 		memset(&v[rt->nholders], 0, sizeof(v[0]));
 		snprintf(v[rt->nholders].name, sizeof(v[0].name), "%s", tok);
 		rt->nholders++;
+		char section[80];
+		snprintf(section, sizeof(section), "sink.%s", tok);
+		int r = cfg ? sinkcfg_read(cfg, s, section, &v[rt->nholders - 1].cfg, err) : 0;
+		if (r < 0) {
+			retire_free(rt);
+			return r;
+		}
 	}
 	return 0;
 }
 
 void retire_free(struct retirer *rt)
 {
+	for (size_t i = 0; i < rt->nholders; i++)
+		sinkcfg_free(&rt->holders[i].cfg);
 	free(rt->holders);
 	free(rt->gone);
 	free(rt->ages);
@@ -150,7 +162,8 @@ static void read_holders(struct retirer *rt, struct retain_holder *out)
 					 r == -EBADMSG ? "damaged" : strerror(-r), n->name);
 			n->warned |= RETIRE_W_DAMAGED;
 		}
-		out[i] = (struct retain_holder){ .name = n->name, .lsn = lsn, .policy = RETAIN_HOLD };
+		out[i] = (struct retain_holder){ .name = n->name, .lsn = lsn, .lag_cap_bytes = n->cfg.lag_cap_bytes,
+						 .policy = n->cfg.policy };
 	}
 }
 
@@ -193,11 +206,108 @@ static double mib(uint64_t b)
 	return (double)b / (1 << 20);
 }
 
+/* The records of topics in [from, end) of a segment (first LSN first)
+ * mapped at map: a walk over their headers.  *at: where it stopped, end
+ * unless the data is not whole there. */
+static uint64_t count_records(const uint8_t *map, uint64_t first, uint64_t from, uint64_t end, const uint8_t *topics,
+			      uint64_t *at)
+{
+	uint64_t n = 0, lsn = from;
+	while (lsn + REC_HDR_LEN <= end) {
+		const struct rec_hdr *h = (const struct rec_hdr *)(const void *)(map + SEG_HDR_LEN + (lsn - first));
+		uint64_t len = rec_total(h);
+		if ((h->type != REC_DATA && h->type != REC_MARK) || len < REC_HDR_LEN || (len & 7) || lsn + len > end)
+			break;
+		n += h->type == REC_DATA && topics_has(topics, h->topic);
+		lsn += len;
+	}
+	*at = lsn;
+	return n;
+}
+
+/* Before segs[0..nret) go: the records of holder n (at lsn, passed by
+ * retention) that they hold from lsn on, into its ledger. */
+static int note_skipped(struct retirer *rt, struct retire_name *n, uint64_t lsn, const struct seg_ent *segs,
+			const int *fds, size_t nret)
+{
+	struct skipped *v = NULL;
+	size_t nv = 0;
+	int r = skipped_load(rt->sinks_dir, n->name, &v, &nv);
+	if (r == -EBADMSG)
+		log_warn("retention: %s/%s.skipped: damaged; started over (what it said of LSNs below %llu is lost)",
+			 rt->sinks_dir, n->name, (unsigned long long)segs[0].first_lsn);
+	else if (r < 0 && r != -ENOENT)
+		return r;
+	/* what lies below the instance's offset is behind it for good */
+	size_t k = 0;
+	for (size_t i = 0; i < nv; i++)
+		if (v[i].to > lsn)
+			v[k++] = v[i];
+	nv = k;
+	struct skipped *w = realloc(v, (nv + nret) * sizeof(*w));
+	if (!w) {
+		free(v);
+		return -ENOMEM;
+	}
+	v = w;
+	for (size_t i = 0; i < nret; i++) {
+		uint64_t first = segs[i].first_lsn, end = segs[i + 1].first_lsn, from = lsn > first ? lsn : first, at;
+		if (end <= lsn)
+			continue;
+		void *map = mmap(NULL, SEG_HDR_LEN + (end - first), PROT_READ, MAP_SHARED, fds[i], 0);
+		if (map == MAP_FAILED) {
+			r = -errno;
+			free(v);
+			return r;
+		}
+		uint64_t recs = count_records(map, first, from, end, n->cfg.topics, &at);
+		munmap(map, SEG_HDR_LEN + (end - first));
+		if (at < end)
+			log_warn("retention: %s/%s: records not whole at LSN %llu; sink instance %s's count of what it "
+				 "skips stops there", rt->wal_dir, segs[i].name, (unsigned long long)at, n->name);
+		if (at > from)
+			v[nv++] = (struct skipped){ from, at, recs };
+	}
+	if (nv > SKIPPED_MAX) {
+		memmove(v, v + (nv - SKIPPED_MAX), SKIPPED_MAX * sizeof(*v));
+		nv = SKIPPED_MAX;
+	}
+	r = skipped_store(rt->sinks_dir, n->name, v, nv);
+	free(v);
+	return r;
+}
+
+/* lag_policy = skip past its cap: said once per episode, when retention
+ * first passes the instance, and again when it is back within its cap. */
+static void note_passing(struct retirer *rt, const struct retain_holder *hs, uint64_t end_lsn, uint64_t floor)
+{
+	for (size_t i = 0; i < rt->nholders; i++) {
+		struct retire_name *n = &rt->holders[i];
+		if (n->cfg.policy != LAG_SKIP)
+			continue;
+		int over = !retain_holds(&hs[i], end_lsn);
+		if (over && !n->passing && hs[i].lsn < floor) {
+			log_warn("retention: sink instance %s (committed LSN %llu) is %.1f MiB behind the end of the log, "
+				 "over its lag_cap_bytes (%.1f MiB) with lag_policy = skip: retention passes it, and it "
+				 "skips the records retired before it delivers them (counted, in ingest-stats)", n->name,
+				 (unsigned long long)hs[i].lsn, mib(end_lsn - hs[i].lsn), mib(n->cfg.lag_cap_bytes));
+			n->passing = 1;
+		} else if (!over && n->passing) {
+			log_info("retention: sink instance %s is within its lag_cap_bytes again: it holds the log",
+				 n->name);
+			n->passing = 0;
+		}
+	}
+}
+
 int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct wal_spare *sp)
 {
 	struct seg_ent *segs = NULL;
 	struct retain_seg *rs = NULL;
 	struct retain_holder *hs = NULL;
+	int *fds = NULL;
+	char *locked = NULL;
+	struct retain_plan plan = { .n = 0 };
 	size_t nseg = 0;
 	int r = seg_list(rt->wal_dir, &segs, &nseg);
 	if (r < 0) {
@@ -223,10 +333,10 @@ int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct w
 	read_holders(rt, hs);
 	struct retain_in in = {
 		.segs = rs, .nseg = nseg, .holders = hs, .nholders = rt->nholders, .end_lsn = end_lsn,
-		.ckpt_lsn = ckpt_lsn, .now_ns = clock_real_ns(), .retain_bytes = rt->s->retain_bytes,
+		.ckpt_lsn = ckpt_lsn, .now_ns = clock_real_ns(), .ready_bytes = wal_ready_bytes(rt->wal_dir),
+		.retain_bytes = rt->s->retain_bytes,
 		.retain_ms = (uint64_t)rt->s->retain_ms,
 	};
-	struct retain_plan plan;
 	retain_floor(&in, &plan);
 	/* a holder keeping the log over its limit: said once per episode */
 	if (plan.stop == RETAIN_STOP_HOLDER && (rt->held != plan.stop || rt->held_by != plan.holder)) {
@@ -239,8 +349,35 @@ int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct w
 	}
 	rt->held = plan.stop;
 	rt->held_by = plan.holder;
+	note_passing(rt, hs, end_lsn, plan.n < nseg ? plan.floor_lsn : 0);
 	if (plan.n == 0)
 		goto out;
+	/* a segment no reader maps may be recycled; one mapped only unlinked */
+	fds = malloc(plan.n * sizeof(*fds));
+	locked = calloc(plan.n, 1);
+	if (!fds || !locked) {
+		r = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < plan.n; i++) {
+		char path[600];
+		snprintf(path, sizeof(path), "%s/%s", rt->wal_dir, segs[i].name);
+		fds[i] = open(path, O_RDONLY | O_CLOEXEC);
+		locked[i] = fds[i] >= 0 && flock(fds[i], LOCK_EX | LOCK_NB) == 0;
+	}
+	/* read again under the locks: an offset inside a locked segment can no
+	 * longer move (no instance reads there), so the counts below are the
+	 * instance's to the record */
+	read_holders(rt, hs);
+	for (size_t i = 0; i < rt->nholders; i++) {
+		if (hs[i].policy != LAG_SKIP || hs[i].lsn >= plan.floor_lsn || retain_holds(&hs[i], end_lsn))
+			continue;
+		if ((r = note_skipped(rt, &rt->holders[i], hs[i].lsn, segs, fds, plan.n)) < 0) {
+			log_warn("retention: %s/%s.skipped: %s; nothing retired (sink instance %s would skip records "
+				 "uncounted)", rt->sinks_dir, hs[i].name, strerror(-r), hs[i].name);
+			goto out;
+		}
+	}
 	/* the offsets just read must be on disk before what they allow goes */
 	if (rt->nholders && (r = fsync_dir(rt->sinks_dir)) < 0) {
 		log_warn("retention: fsync %s: %s; nothing retired", rt->sinks_dir, strerror(-r));
@@ -252,7 +389,7 @@ int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct w
 		char path[600];
 		snprintf(path, sizeof(path), "%s/%s", rt->wal_dir, segs[done].name);
 		/* -EEXIST: the pool is full; -EINVAL: not a whole segment */
-		r = wal_recycle(rt->wal_dir, segs[done].name, rt->s->segment_bytes, sp);
+		r = locked[done] ? wal_recycle(rt->wal_dir, segs[done].name, rt->s->segment_bytes, sp) : -EEXIST;
 		if (r == 0) {
 			recycled++;
 			shm_count(&rt->ctr[FC_RECYCLED_SEGMENTS], 1);
@@ -279,11 +416,18 @@ int retire_run(struct retirer *rt, uint64_t ckpt_lsn, uint64_t end_lsn, struct w
 		log_info("retention: retired %zu segment(s), %.1f MiB (LSN %llu to %llu, %s; %zu recycled as the next "
 			 "segment): the log starts at LSN %llu, %zu segment(s), %.1f MiB", done, mib(bytes),
 			 (unsigned long long)segs[0].first_lsn, (unsigned long long)floor,
-			 rt->s->retain_bytes && in.retain_bytes < left + bytes ? "over retain_bytes" : "older than retain_ms",
+			 rt->s->retain_bytes && in.retain_bytes < left + bytes + in.ready_bytes ? "over retain_bytes" :
+										   "older than retain_ms",
 			 recycled, (unsigned long long)floor, nseg - done, mib(left));
 		r = (int)done;
 	}
 out:
+	if (fds)
+		for (size_t i = 0; i < plan.n; i++)
+			if (fds[i] >= 0)
+				close(fds[i]);
+	free(fds);
+	free(locked);
 	free(rs);
 	free(hs);
 	free(segs);

@@ -11,7 +11,19 @@
  * at the LSN in <data dir>/sinks/<name>.offset (common/offset.h), whether
  * sinkd runs, failed or never started it: a missing file holds at LSN 0,
  * and so does a damaged one (warned once).  An offset file of a name no
- * longer in [sinkd] sinks holds nothing (said once).
+ * longer in [sinkd] sinks holds nothing (said once).  An instance with
+ * lag_policy = skip (common/sinkcfg.h) more than lag_cap_bytes behind holds
+ * nothing either (said once per episode); before a segment it had not
+ * delivered goes, its records of the instance's topics from the
+ * instance's offset on are counted into <name>.skipped, so that sinkd can
+ * say exactly what it skips.
+ *
+ * A segment may be mapped by a reader (sinkd's, a backfill's) that holds a
+ * shared flock on it (sinkd/reader.h).  Only a segment whose exclusive
+ * flock the pass gets is recycled (its bytes are rewritten later); one in
+ * use is unlinked, and its reader keeps reading the old file whole.  Held
+ * while the skip counts are made, the lock also means no instance is
+ * reading inside that segment, so its offset there cannot move meanwhile.
  *
  * Durability before any segment goes: the checkpoint LSN handed in must be
  * one written and synced to data/meta (the caller's last checkpoint); the
@@ -29,13 +41,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/config.h"
 #include "common/settings.h"
+#include "common/sinkcfg.h"
 #include "flusherd/retain.h"
 #include "flusherd/wal.h"
 
 struct retire_name {
 	char name[64];
 	unsigned warned;        /* RETIRE_W_* already logged for it */
+	struct sinkcfg cfg;     /* holders: topics, lag cap and policy */
+	int passing;            /* lag_policy = skip, over its cap: retention passes it */
 };
 
 struct retire_age {
@@ -57,8 +73,10 @@ struct retirer {
 	size_t held_by;
 };
 
-/* Reads the holders from s ([sinkd] sinks).  0 or -ENOMEM. */
-int retire_init(struct retirer *rt, const struct settings *s, uint64_t *ctr);
+/* Reads the holders from s ([sinkd] sinks) and their [sink.NAME] lag
+ * keys from cfg (NULL: every holder holds, every topic).  0, -ENOMEM, or
+ * -EINVAL with err naming the key. */
+int retire_init(struct retirer *rt, const struct settings *s, cfg_t *cfg, uint64_t *ctr, char err[CFG_ERR_LEN]);
 void retire_free(struct retirer *rt);
 /* Whether a limit is set at all (else a pass does nothing). */
 int retire_enabled(const struct settings *s);

@@ -193,8 +193,13 @@ int wal_recycle(const char *dir, const char *name, uint64_t seg_max, struct wal_
 	struct stat st;
 	int r;
 	char slot[16];
-	unsigned i = recycled_slot(dirfd, 0);
-	if (i == WAL_RECYCLED_MAX || fstatat(dirfd, RECYCLED_TMP, &st, 0) == 0) {
+	unsigned i = recycled_slot(dirfd, 0), ready = 0;
+	for (unsigned j = 0; j < WAL_RECYCLED_MAX; j++) {
+		recycled_name(j, slot);
+		ready += fstatat(dirfd, slot, &st, 0) == 0;
+	}
+	ready += fstatat(dirfd, SPARE, &st, 0) == 0;
+	if (i == WAL_RECYCLED_MAX || ready >= WAL_RECYCLED_MAX || fstatat(dirfd, RECYCLED_TMP, &st, 0) == 0) {
 		r = -EEXIST;
 		goto out;
 	}
@@ -227,6 +232,28 @@ int wal_recycle(const char *dir, const char *name, uint64_t seg_max, struct wal_
 out:
 	close(dirfd);
 	return r;
+}
+
+uint64_t wal_ready_bytes(const char *dir)
+{
+	int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dirfd < 0)
+		return 0;
+	uint64_t sum = 0;
+	struct stat st;
+	char name[16];
+	for (unsigned i = 0; i <= WAL_RECYCLED_MAX; i++) {
+		if (i < WAL_RECYCLED_MAX)
+			recycled_name(i, name);
+		if (fstatat(dirfd, i < WAL_RECYCLED_MAX ? name : RECYCLED_TMP, &st, 0) == 0)
+			sum += (uint64_t)st.st_size;
+	}
+	if (fstatat(dirfd, SPARE, &st, 0) == 0)
+		sum += (uint64_t)st.st_size;
+	if (fstatat(dirfd, SPARE_TMP, &st, 0) == 0)
+		sum += (uint64_t)st.st_size;
+	close(dirfd);
+	return sum;
 }
 
 /* A new segment from a ready file (recycled or the zero-filled spare):

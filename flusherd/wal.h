@@ -58,20 +58,24 @@ int wal_spare_step(struct wal_spare *sp, const char *dir, uint64_t seg_max, uint
 void wal_spare_close(struct wal_spare *sp);
 /* Keeps the retired segment dir/name for a later rotation instead of
  * unlinking it, so that no spare has to be written for it: when its size
- * is a whole segment's and the pool (wal/recycled.0 .. WAL_RECYCLED_MAX-1)
- * has room.  A spare being zero-filled (sp) is given up.  The file is
- * renamed to recycled.tmp, the directory synced, then renamed into the
- * pool, so that a crash can never leave the old name on a file whose
- * header was rewritten.  0 when recycled; -EEXIST (pool full), -EINVAL
- * (not a whole segment of this size) with the file left as it was; or
- * -errno.
+ * is a whole segment's and fewer than WAL_RECYCLED_MAX files are ready
+ * (recycled ones and the spare).  A spare being zero-filled (sp) is given
+ * up.  The file is renamed to recycled.tmp, the directory synced, then
+ * renamed into the pool, so that a crash can never leave the old name on
+ * a file whose header was rewritten.  0 when recycled; -EEXIST (pool
+ * full), -EINVAL (not a whole segment of this size) with the file left as
+ * it was; or -errno.  The caller must know that no reader maps the file
+ * (flusherd/retire.c holds its exclusive flock): its bytes are rewritten.
  *
  * A pool, not one file: retention goes by bursts (a sink commits its
  * offset about once a second, and several segments may go at once),
- * while rotations come one by one; the pool carries the segments of one
- * burst to the rotations of the next second. */
-#define WAL_RECYCLED_MAX 4
+ * while rotations come one by one.  A small one: the ready files count
+ * against [wal] retain_bytes (wal_ready_bytes), and one rotation's worth
+ * beside the next is what recycling needs to replace the spare. */
+#define WAL_RECYCLED_MAX 2
 int wal_recycle(const char *dir, const char *name, uint64_t seg_max, struct wal_spare *sp);
+/* The disk the ready files take (the pool, the spare, either being made). */
+uint64_t wal_ready_bytes(const char *dir);
 /* Writes zeros over [from, to) of fd.  0 or -errno. */
 int wal_zero_range(int fd, uint64_t from, uint64_t to);
 /* The end of the last non-zero byte of fd in [from, size), or from when

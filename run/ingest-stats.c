@@ -151,22 +151,28 @@ int main(int argc, char **argv)
 			       "\"committed_lsn\":%llu,\"delivered_lsn\":%llu,\"lag_bytes\":%llu,\"lag_age_s\":%.3f,"
 			       "\"lag_records\":%llu,\"lag_records_exact\":%s,"
 			       "\"records\":%llu,\"bytes\":%llu,\"retries\":%llu,\"failures\":%llu,"
-			       "\"last_error\":%s}",
+			       "\"skipped_records\":%llu,\"skipped_bytes\":%llu,\"last_error\":%s}",
 			       n++ ? "," : "", sk->name, sk->type, st, up ? sk->pid : 0, (unsigned long long)c,
 			       (unsigned long long)cur, (unsigned long long)lag, age,
 			       (unsigned long long)shm_load_relaxed(&sk->lag_records),
 			       shm_load_relaxed(&sk->lag_exact) ? "true" : "false", (unsigned long long)sk->records,
 			       (unsigned long long)sk->bytes, (unsigned long long)sk->retries,
-			       (unsigned long long)sk->failures, es ? es : "\"\"");
+			       (unsigned long long)sk->failures, (unsigned long long)shm_load_relaxed(&sk->skipped_records),
+			       (unsigned long long)shm_load_relaxed(&sk->skipped_bytes), es ? es : "\"\"");
 			free(es);
 			json_decref(e);
 		} else {
+			char skipbuf[96] = "";
+			if (shm_load_relaxed(&sk->skipped_bytes))
+				snprintf(skipbuf, sizeof(skipbuf), ", skipped %llu records %llu bytes (retired undelivered)",
+					 (unsigned long long)shm_load_relaxed(&sk->skipped_records),
+					 (unsigned long long)shm_load_relaxed(&sk->skipped_bytes));
 			printf("  %-12s %-6s %-9s committed LSN %llu, lag %s%llu records %llu bytes (%.1f s), delivered "
-			       "%llu records %llu bytes, %llu retries, %llu failures%s%s\n",
+			       "%llu records %llu bytes, %llu retries, %llu failures%s%s%s\n",
 			       sk->name, sk->type, st, (unsigned long long)c, shm_load_relaxed(&sk->lag_exact) ? "" : ">= ",
 			       (unsigned long long)shm_load_relaxed(&sk->lag_records), (unsigned long long)lag, age,
 			       (unsigned long long)sk->records, (unsigned long long)sk->bytes,
-			       (unsigned long long)sk->retries, (unsigned long long)sk->failures,
+			       (unsigned long long)sk->retries, (unsigned long long)sk->failures, skipbuf,
 			       errbuf[0] ? "; last error: " : "", errbuf);
 		}
 	}

@@ -610,7 +610,8 @@ const char *shm_counter_name(enum shm_stage_id s, unsigned i)
 		"sync_us_lt_65536", "sync_us_ge_65536", "retired_segments", "retired_bytes",
 		"recycled_segments",
 	};
-	static const char *const sc[SC_MAX] = { "records", "bytes", "batches", "retries", "fatal", "commits" };
+	static const char *const sc[SC_MAX] = { "records", "bytes", "batches", "retries", "fatal", "commits",
+						"skipped_records", "skipped_bytes" };
 	switch (s) {
 	case STAGE_INGESTD: return i < IC_MAX ? ic[i] : NULL;
 	case STAGE_FLUSHERD: return i < FC_MAX ? fc[i] : NULL;

@@ -60,7 +60,11 @@ enum flusherd_ctr {
 	FC_RETIRED_SEGMENTS = FC_SYNC_HIST_END, FC_RETIRED_BYTES, FC_RECYCLED_SEGMENTS,
 	FC_MAX
 };
-enum sinkd_ctr { SC_RECORDS, SC_BYTES, SC_BATCHES, SC_RETRIES, SC_FATAL, SC_COMMITS, SC_MAX };
+enum sinkd_ctr {
+	SC_RECORDS, SC_BYTES, SC_BATCHES, SC_RETRIES, SC_FATAL, SC_COMMITS,
+	SC_SKIPPED_RECORDS, SC_SKIPPED_BYTES,   /* retired before delivery (lag_policy) */
+	SC_MAX
+};
 
 _Static_assert(IC_MAX <= SHM_CTR_MAX && FC_MAX <= SHM_CTR_MAX && SC_MAX <= SHM_CTR_MAX,
 	       "counter table overflow");

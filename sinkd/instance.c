@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "common/log.h"
+#include "common/sinkcfg.h"
 #include "shm/shm.h"
 
 extern const struct sink_desc sink_disk;
@@ -22,7 +23,6 @@ const struct sink_desc *const sink_builtins[] = {
 /* The keys every instance has, before its type's own. */
 struct common_keys {
 	char type[256];
-	char topics[512];
 	char process[16];
 	int64_t batch_records;
 	uint64_t batch_bytes;
@@ -35,8 +35,6 @@ struct common_keys {
 static const struct cfg_opt common_rows[] = {
 	{ NULL, "type", CFG_STR, "", K(type), KS(type), 0, 0,
 	  "a built-in sink (disk) or the path of a shared object ending in .so; default: the instance name" },
-	{ NULL, "topics", CFG_STR, "", K(topics), KS(topics), 0, 0,
-	  "comma-separated [topics] names or ids this instance gets; default: every topic" },
 	{ NULL, "process", CFG_STR, "shared", K(process), KS(process), 0, 0,
 	  "shared: run in the main sinkd; own: in a process of its own (sinkd --only NAME)" },
 	{ NULL, "batch_records", CFG_INT, "1024", K(batch_records), 0, 1, 65536,
@@ -116,32 +114,6 @@ int instance_rows(const struct sink_desc *d, const char *section, struct cfg_opt
 	return 0;
 }
 
-static int parse_topics(const struct settings *s, struct sink_inst *in, const char *list, char err[CFG_ERR_LEN])
-{
-	uint16_t ids[256];
-	size_t n = 0;
-	char buf[512], *save = NULL;
-	snprintf(buf, sizeof(buf), "%s", list);
-	for (char *t = strtok_r(buf, ", ", &save); t; t = strtok_r(NULL, ", ", &save)) {
-		char *end;
-		unsigned long v = strtoul(t, &end, 10);
-		int id = *end == 0 && end != t ? (v <= 65535 ? (int)v : -1) : settings_topic_id(s, t, strlen(t));
-		if (id < 0) {
-			snprintf(err, CFG_ERR_LEN, "[%s] topics: '%s' is neither a topic id (0..65535) nor a name "
-				 "in [topics]", in->section, t);
-			return -EINVAL;
-		}
-		if (n == sizeof(ids) / sizeof(ids[0])) {
-			snprintf(err, CFG_ERR_LEN, "[%s] topics: more than %zu", in->section, n);
-			return -EINVAL;
-		}
-		ids[n++] = (uint16_t)id;
-	}
-	if (n == 0)
-		return 0;
-	return runner_topics_new(ids, n, &in->topics);
-}
-
 static int load_one(cfg_t *cfg, const struct settings *s, struct sink_inst *in, char err[CFG_ERR_LEN])
 {
 	struct cfg_opt rows[NCOMMON];
@@ -178,8 +150,13 @@ static int load_one(cfg_t *cfg, const struct settings *s, struct sink_inst *in, 
 		.batch_ms = (uint64_t)k.batch_ms, .commit_ms = (uint64_t)k.commit_ms,
 		.retry_min_ms = (uint32_t)k.retry_min_ms, .retry_max_ms = (uint32_t)k.retry_max_ms,
 	};
-	if ((r = parse_topics(s, in, k.topics, err)) < 0)
+	/* topics and lag: the keys flusherd's retention reads too */
+	struct sinkcfg sc;
+	if ((r = sinkcfg_read(cfg, s, in->section, &sc, err)) < 0)
 		return r;
+	in->topics = sc.topics;
+	in->lag_cap_bytes = sc.lag_cap_bytes;
+	in->lag_policy = sc.policy;
 	if (ends_with(in->type, ".so")) {
 		load_so(in);
 		if (!in->d) {

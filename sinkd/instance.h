@@ -8,6 +8,7 @@
  *   [sink.archive]
  *   type = disk              ; default: the instance's name
  *   topics = telemetry, 7    ; [topics] names or ids; default: every topic
+ *   lag_cap_bytes = 1G       ; with lag_policy = skip: how far behind it may fall
  *   dir = /srv/archive       ; the disk sink's own key
  *
  * An instance's place in the list is its slot in shared memory.
@@ -18,6 +19,7 @@
 
 #include "common/config.h"
 #include "common/settings.h"
+#include "common/sinkcfg.h"
 #include "sinkd/runner.h"
 #include "sinkd/sink.h"
 
@@ -34,6 +36,8 @@ struct sink_inst {
 	void *cfg;                             /* the type's keys, d->cfg_size bytes */
 	struct cfg_opt *opts;                  /* the type's rows, in this section */
 	uint8_t *topics;                       /* runner filter; NULL: every topic */
+	uint64_t lag_cap_bytes;                /* common/sinkcfg.h */
+	enum lag_policy lag_policy;
 	struct runner_params p;
 	char load_err[CFG_ERR_LEN];
 };

@@ -122,7 +122,7 @@ static int start(struct run *u, const struct settings *s, struct shm_ctl *ctl, c
 	void *blob = NULL;
 	size_t blob_len = 0;
 	uint64_t lsn = 0;
-	int r = offset_load(sinks_dir, in->name, &lsn, &blob, &blob_len);
+	int r = offset_load(sinks_dir, in->name, &lsn, &blob, &blob_len), fresh = r == -ENOENT;
 	if (r < 0 && r != -ENOENT) {
 		snprintf(msg, sizeof(msg), "%s/%s.offset: %s", sinks_dir, in->name,
 			 r == -EBADMSG ? "damaged" : strerror(-r));
@@ -146,7 +146,8 @@ static int start(struct run *u, const struct settings *s, struct shm_ctl *ctl, c
 	u->r = (struct runner){
 		.name = in->name, .d = in->d, .state = u->state, .p = in->p, .topics = in->topics, .ctl = ctl,
 		.pub = pub, .ctr = shm_ctr(ctl, STAGE_SINKD), .wal_dir = wal_dir, .offset_dir = sinks_dir,
-		.segment_bytes = s->segment_bytes, .stop = &stop_requested, .start_lsn = lsn,
+		.segment_bytes = s->segment_bytes, .stop = &stop_requested, .start_lsn = lsn, .fresh = fresh,
+		.policy = in->lag_policy, .lag_cap_bytes = in->lag_cap_bytes,
 	};
 	log_info("sink %s (%s): resuming at LSN %llu", in->name, in->d->name, (unsigned long long)lsn);
 	if ((r = pthread_create(&u->th, NULL, run_main, u)) != 0) {

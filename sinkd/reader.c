@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,9 +60,18 @@ static int map_segment(struct reader *r, uint64_t first)
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0) {
+	/* the shared lock keeps retention from recycling the file while it is
+	 * mapped (flusherd/retire.h); one retired meanwhile has another name
+	 * or none by the time the lock is ours */
+	struct stat now;
+	if (flock(fd, LOCK_SH) < 0 || fstat(fd, &st) < 0) {
+		int e = errno;
 		close(fd);
-		return -errno;
+		return -e;
+	}
+	if (stat(path, &now) < 0 || now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
+		close(fd);
+		return -ENOENT;
 	}
 	uint64_t len = (uint64_t)st.st_size > r->seg_max ? (uint64_t)st.st_size : r->seg_max;
 	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);

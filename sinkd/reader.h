@@ -5,7 +5,11 @@
  * the file grows under the mapping as flusherd appends.  When the reader
  * moves to another segment the previous mapping stays until the next move,
  * so records handed out before one move stay valid: a caller that ends its
- * batch at a move (reader_moved) never holds a dangling record.
+ * batch at a move (reader.moves changed) never holds a dangling record.
+ *
+ * Each mapped segment is held with a shared flock: retention then never
+ * recycles it (its bytes would change under the mapping) but only unlinks
+ * it, and what is mapped stays readable, whole, until it is unmapped.
  */
 #ifndef MI_READER_H
 #define MI_READER_H

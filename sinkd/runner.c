@@ -11,6 +11,8 @@
 #include "common/fault.h"
 #include "common/log.h"
 #include "common/offset.h"
+#include "common/seg.h"
+#include "common/sinkcfg.h"
 #include "shm/atomic.h"
 #include "shm/futex.h"
 #include "sinkd/reader.h"
@@ -92,7 +94,7 @@ static int commit(struct runner *r)
 
 static int wanted(const struct runner *r, uint16_t topic)
 {
-	return !r->topics || (r->topics[topic >> 3] >> (topic & 7) & 1);
+	return topics_has(r->topics, topic);
 }
 
 struct batch {
@@ -198,12 +200,88 @@ static void rewind_after(struct runner *r, struct scout *sc, int *retrying, uint
 	nap_ms(r, delay_ms);
 }
 
+/* The log's first LSN, when its first segment starts past lsn (what lsn
+ * was in has been retired); 0 otherwise. */
+static uint64_t retired_past(const struct runner *r, uint64_t lsn)
+{
+	struct seg_ent *v;
+	size_t n;
+	if (seg_list(r->wal_dir, &v, &n) < 0)
+		return 0;
+	uint64_t first = n && v[0].first_lsn > lsn ? v[0].first_lsn : 0;
+	free(v);
+	return first;
+}
+
+struct skip_episode {
+	int on;
+	uint64_t records, bytes, jumps;
+};
+
+static double mib(uint64_t b)
+{
+	return (double)b / (1 << 20);
+}
+
+/* The cursor's records were retired: on to the log's first, counted. */
+static void skip_to(struct runner *r, struct skip_episode *ep, uint64_t to)
+{
+	uint64_t from = r->cursor, recs = 0, known = from;
+	struct skipped *v = NULL;
+	size_t n = 0;
+	if (skipped_load(r->offset_dir, r->name, &v, &n) == 0)
+		known = skipped_count(v, n, from, to, &recs);
+	free(v);
+	char unknown[160] = "";
+	if (known < to)
+		snprintf(unknown, sizeof(unknown), " (and the records of LSN %llu to %llu, which no ledger counted)",
+			 (unsigned long long)known, (unsigned long long)to);
+	shm_store_relaxed(&r->pub->skipped_records, r->pub->skipped_records + recs);
+	shm_store_relaxed(&r->pub->skipped_bytes, r->pub->skipped_bytes + (to - from));
+	count(r, SC_SKIPPED_RECORDS, recs);
+	count(r, SC_SKIPPED_BYTES, to - from);
+	if (r->policy == LAG_SKIP) {
+		if (!ep->on)
+			log_warn("sink %s: LSN %llu to %llu was retired before it was delivered (lag_policy = skip, "
+				 "lag_cap_bytes %.1f MiB): skipped %llu records, %.1f MiB%s; on from LSN %llu", r->name,
+				 (unsigned long long)from, (unsigned long long)to, mib(r->lag_cap_bytes),
+				 (unsigned long long)recs, mib(to - from), unknown, (unsigned long long)to);
+		ep->on = 1;
+		ep->records += recs;
+		ep->bytes += to - from;
+		ep->jumps++;
+		set_state(r, SINK_ST_SKIPPING);
+	} else {
+		char msg[SINK_ERR_LEN];
+		snprintf(msg, sizeof(msg), "LSN %llu to %llu was retired before it was delivered, though this instance "
+			 "holds retention (lag_policy = hold): was it out of [sinkd] sinks, or were segments removed "
+			 "by hand? skipped %llu records, %.1f MiB%s", (unsigned long long)from, (unsigned long long)to,
+			 (unsigned long long)recs, mib(to - from), unknown);
+		note_error(r, msg);
+		log_error("sink %s: %s; on from LSN %llu", r->name, msg, (unsigned long long)to);
+	}
+	r->cursor = to;
+	shm_store_relaxed(&r->pub->cursor_lsn, r->cursor);
+}
+
+/* A skip episode ends once the instance is back within its cap. */
+static void skip_check(struct runner *r, struct skip_episode *ep, uint64_t durable)
+{
+	if (!ep->on || (durable > r->cursor && durable - r->cursor > r->lag_cap_bytes))
+		return;
+	log_info("sink %s: within lag_cap_bytes again: this episode skipped %llu records, %.1f MiB, in %llu "
+		 "jump(s)", r->name, (unsigned long long)ep->records, mib(ep->bytes), (unsigned long long)ep->jumps);
+	*ep = (struct skip_episode){ 0 };
+	set_state(r, SINK_ST_RUNNING);
+}
+
 int runner_run(struct runner *r)
 {
 	struct reader rd;
 	struct batch b = { .recs = malloc(r->p.batch_records * sizeof(*b.recs)) };
 	struct backoff bo;
 	struct scout sc = { .lsn = 0 };
+	struct skip_episode ep = { 0 };
 	char err[SINK_ERR_LEN];
 	int retrying = 0, read_failing = 0, ret = 0;
 	uint64_t last_commit = clock_mono_ns(), first_seen = 0;
@@ -224,6 +302,7 @@ int runner_run(struct runner *r)
 		uint64_t now = clock_mono_ns();
 		if (r->end_lsn && r->cursor >= r->end_lsn)
 			break;
+		skip_check(r, &ep, durable);
 		if (r->cursor >= limit) {
 			/* caught up: commit when due, not each time (that would be a
 			 * flush of the sink's output after every group commit, and
@@ -246,6 +325,31 @@ int runner_run(struct runner *r)
 			continue;
 		}
 		int e = fill(r, &rd, limit, &b);
+		uint64_t first;
+		if (e == -ENOENT && b.n == 0 && (first = retired_past(r, b.end))) {
+			r->cursor = b.end;   /* what it passed was not its to deliver */
+			if (r->end_lsn) {
+				snprintf(err, sizeof(err), "LSN %llu was retired before the backfill read it (the log "
+					 "now starts at LSN %llu)", (unsigned long long)r->cursor,
+					 (unsigned long long)first);
+				note_error(r, err);
+				ret = -ENOENT;
+				goto out;
+			}
+			if (r->fresh && r->cursor == r->start_lsn && r->committed == r->start_lsn) {
+				log_info("sink %s: a new instance, and the log starts at LSN %llu (what came before was "
+					 "retired before it was configured): starting there", r->name,
+					 (unsigned long long)first);
+				r->cursor = first;
+				shm_store_relaxed(&r->pub->cursor_lsn, r->cursor);
+			} else {
+				skip_to(r, &ep, first);
+			}
+			r->fresh = 0;
+			sc.lsn = r->cursor;
+			sc.n = 0;
+			continue;
+		}
 		if (e < 0 && b.n == 0) {
 			if (!read_failing++) {
 				snprintf(err, sizeof(err), "cannot read the log at LSN %llu in %s: %s",
@@ -302,7 +406,7 @@ int runner_run(struct runner *r)
 				} else if (retrying) {
 					log_info("sink %s: delivering again", r->name);
 					retrying = 0;
-					set_state(r, SINK_ST_RUNNING);
+					set_state(r, ep.on ? SINK_ST_SKIPPING : SINK_ST_RUNNING);
 				}
 			}
 			continue;
@@ -331,15 +435,4 @@ out:
 	reader_close(&rd);
 	reader_close(&sc.rd);
 	return ret;
-}
-
-int runner_topics_new(const uint16_t *ids, size_t n, uint8_t **ret)
-{
-	uint8_t *t = calloc(65536 / 8, 1);
-	if (!t)
-		return -ENOMEM;
-	for (size_t i = 0; i < n; i++)
-		t[ids[i] >> 3] |= (uint8_t)(1u << (ids[i] & 7));
-	*ret = t;
-	return 0;
 }

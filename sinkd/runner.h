@@ -16,6 +16,7 @@
 #define MI_RUNNER_H
 #include <stdint.h>
 
+#include "common/sinkcfg.h"
 #include "shm/shm.h"
 #include "sinkd/sink.h"
 
@@ -33,7 +34,7 @@ struct runner {
 	const struct sink_desc *d;
 	void *state;                      /* the sink's, from init() */
 	struct runner_params p;
-	const uint8_t *topics;            /* bitmap of 65536 topics, NULL: every topic */
+	const uint8_t *topics;            /* common/sinkcfg.h topics_has(); NULL: every topic */
 	struct shm_ctl *ctl;              /* durable_lsn and its futex */
 	struct shm_sink *pub;             /* where the instance's figures go */
 	uint64_t *ctr;                    /* sinkd's stage counters, or NULL */
@@ -44,15 +45,24 @@ struct runner {
 	uint64_t start_lsn;               /* the committed offset it resumes from */
 	uint64_t end_lsn;                 /* 0: follow the log; else stop there (backfill) */
 	int no_offsets;                   /* backfill: never write the offset file */
+	int fresh;                        /* no offset file yet: a new instance */
+	enum lag_policy policy;           /* [sink.NAME] lag_policy, lag_cap_bytes */
+	uint64_t lag_cap_bytes;
 	/* filled in */
 	uint64_t cursor, committed;
 	uint64_t delivered_records, delivered_bytes;
 };
 
 /* Runs until *stop, a fatal delivery or end_lsn.  Returns 0, or -EIO when
- * the sink said FATAL (the message is logged and published). */
+ * the sink said FATAL (the message is logged and published), or (backfill)
+ * -ENOENT when retention retired a part of the range before it was read.
+ *
+ * Its next record retired (the log starts past the cursor): a new instance
+ * (fresh) starts at the oldest record held, as Kafka's earliest; any other
+ * skips to it, counts what it skips (skipped_records from the ledger
+ * flusherd wrote before it retired them, common/offset.h; skipped_bytes in
+ * log bytes) and says so: with lag_policy = skip once per episode, which
+ * lasts until it is back within lag_cap_bytes (state skipping meanwhile);
+ * with hold, where it should never happen, as an error each time. */
 int runner_run(struct runner *r);
-
-/* A topic filter for runner.topics from ids; 0 or -ENOMEM. */
-int runner_topics_new(const uint16_t *ids, size_t n, uint8_t **ret);
 #endif

@@ -100,15 +100,20 @@ class Pipeline:
             # tests that want bans say so; the rest must not trip one
             ("filter", "ban_after"): "100000",
         }
-        for k, v in overrides.items():
-            sec, key = k.split("__", 1)
-            settings[(sec, key)] = str(v)
-        secs = {}
-        for (sec, key), v in settings.items():
-            secs.setdefault(sec, []).append(f"{key} = {v}")
-        self.ini.write_text("".join(f"[{s}]\n" + "\n".join(kv) + "\n\n" for s, kv in secs.items()))
+        self.settings = settings
+        self.set(**overrides)
         self.proc = None
         self.streams = []
+
+    def set(self, **overrides):
+        """Config keys (section__key = value), written to the ini at once."""
+        for k, v in overrides.items():
+            sec, key = k.split("__", 1)
+            self.settings[(sec, key)] = str(v)
+        secs = {}
+        for (sec, key), v in self.settings.items():
+            secs.setdefault(sec, []).append(f"{key} = {v}")
+        self.ini.write_text("".join(f"[{s}]\n" + "\n".join(kv) + "\n\n" for s, kv in secs.items()))
 
     # -- lifecycle --
     def recoveries(self):
@@ -355,6 +360,17 @@ class Stream:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def count_so(tmp_path_factory):
+    """The out-of-tree example sink, built as a user would: its own Makefile,
+    against sinkd/sink.h alone."""
+    out = tmp_path_factory.mktemp("count")
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "examples" / "sinks" / "count"), f"OUT={out}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return out / "count.so"
 
 
 @pytest.fixture

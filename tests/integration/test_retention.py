@@ -10,7 +10,9 @@ import signal
 import struct
 import zlib
 
-from conftest import assert_exactly_once, wait_for
+import pytest
+
+from conftest import BIN, assert_exactly_once, wait_for
 
 MIB = 1 << 20
 LIMIT = 4 * MIB
@@ -213,3 +215,121 @@ def test_retired_segments_are_recycled_and_a_crash_on_one_recovers(pipeline_fact
     assert r.returncode == 0 and "whole" in r.stderr, r.stderr
     assert retained_seqs(p, "recy")[-1] == n
     assert_exactly_once(p.disk_entries(), {"recy": n})
+
+
+SKIP = {"topics__telemetry": 1, "topics__logs": 2, "sinkd__sinks": "disk, slow",
+        "sink.slow__process": "own", "sink.slow__topics": "telemetry",
+        "sink.slow__lag_policy": "skip", "sink.slow__lag_cap_bytes": "2M"}
+
+
+def slot(p, name):
+    return {s["name"]: s for s in p.stats()["sinks"]}[name]
+
+
+def counted(p, name):
+    """records in the count sink's file: what it committed."""
+    f = p.data / "sinks" / f"{name}.count"
+    return int(f.read_text().split()[1]) if f.exists() else 0
+
+
+def send_mixed(p, rounds, count=ROUND // 2):
+    """Rounds of telemetry (topic 1, the slow instance's) and logs (topic 2);
+    returns the telemetry records sent."""
+    for _ in range(rounds):
+        assert p.send("tele", count, extra=("-t", 1)).returncode == 0
+        assert p.send("logs", count, extra=("-t", 2)).returncode == 0
+    return rounds * count
+
+
+def stop_behind(p, name):
+    """Sends telemetry until the log ends well inside a segment, waits for
+    the instance to catch up, SIGSTOPs its own process; returns (pid, its
+    committed LSN, the records sent)."""
+    sent = 0
+    while True:
+        first = max(lsn for lsn, _ in segments(p))
+        end = p.stats()["durable_lsn"]
+        if end - first > 64 << 10 and first + MIB - end > 64 << 10:
+            break
+        assert p.send("tele", 100, extra=("-t", 1)).returncode == 0
+        sent += 100
+    wait_for(lambda: slot(p, name)["committed_lsn"] == p.stats()["durable_lsn"], 60, f"{name} caught up")
+    pid = slot(p, name)["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    held = offset_lsn(p, name)
+    assert held not in [lsn for lsn, _ in segments(p)], "the offset is inside a segment"
+    return pid, held, sent
+
+
+def test_a_skip_instance_is_passed_by_retention_and_counts_what_it_skipped(pipeline_factory, count_so):
+    p = pipeline_factory(**RETAIN, **SKIP, **{"sink.slow__type": str(count_so)}).start()
+    tele = logs = send_mixed(p, 1)
+    # stopped with its segment mapped: retention unlinks that one (never
+    # recycles it), and the instance delivers the rest of it when it runs again
+    pid, held, n = stop_behind(p, "slow")
+    tele += n
+    try:
+        n = send_mixed(p, 6)                           # ~6 segments: far over its 2 MiB cap
+        tele, logs = tele + n, logs + n
+        wait_for(lambda: first_lsn(p) > held + 2 * MIB, 60, "retention to pass the stopped instance")
+        assert "retention: sink instance slow (committed LSN" in log_text(p)
+        assert "retention passes it" in log_text(p)
+        wait_for(lambda: slot(p, "disk")["lag_bytes"] == 0, 60, "the hold instance to keep up meanwhile")
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # then it skips to the log's first record, counting the telemetry
+    # records that retired from the ledger flusherd wrote
+    wait_for(lambda: "sink slow: within lag_cap_bytes again" in log_text(p), 60, "the episode's end")
+    wait_for(lambda: slot(p, "slow")["committed_lsn"] == p.stats()["durable_lsn"], 60, "slow caught up")
+    s = slot(p, "slow")
+    assert s["state"] == "running" and s["skipped_bytes"] > 0 and s["skipped_records"] > 0
+    assert counted(p, "slow") + s["skipped_records"] == tele, (counted(p, "slow"), s)
+    assert log_text(p).count("was retired before it was delivered (lag_policy = skip") == 1
+    skipped1 = s["skipped_records"]
+
+    # killed while behind: it resumes from an offset inside a retired
+    # segment, and the ledger counts from exactly there
+    pid, held, n = stop_behind(p, "slow")
+    tele += n
+    n = send_mixed(p, 6)
+    tele, logs = tele + n, logs + n
+    wait_for(lambda: first_lsn(p) > held + 2 * MIB, 60, "retention to pass it again")
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: slot(p, "slow")["pid"] not in (0, pid), 30, "sinkd --only slow restarted")
+    wait_for(lambda: slot(p, "slow")["committed_lsn"] == p.stats()["durable_lsn"] and
+             slot(p, "slow")["skipped_records"] > 0, 60, "slow caught up after its restart")
+    skipped2 = slot(p, "slow")["skipped_records"]
+    assert counted(p, "slow") + skipped1 + skipped2 == tele
+    assert "no ledger counted" not in log_text(p)
+    p.stop()
+    assert p.replay().returncode == 0
+    assert_exactly_once(p.disk_entries(), {"tele": tele, "logs": logs})   # the hold instance: all, once
+
+
+def test_a_new_instance_starts_at_the_oldest_record_held(pipeline_factory, count_so):
+    p = pipeline_factory(**RETAIN).start()
+    n = send_rounds(p, "early", 3, 2 * ROUND)
+    wait_for(lambda: first_lsn(p) > 0, 60, "retention")
+    p.stop()
+    held = len(retained_seqs(p, "early"))
+    assert held < n
+    p.set(sinkd__sinks="disk, late", **{"sink.late__type": str(count_so)})
+    p.start()
+    assert p.send("after", 100).returncode == 0
+    wait_for(lambda: counted(p, "late") == held + 100, 60, "the new instance to count the log")
+    text = log_text(p)
+    assert "sink late: a new instance, and the log starts at LSN" in text
+    assert "was retired before it was delivered" not in text
+    assert slot(p, "late")["skipped_records"] == 0
+
+
+@pytest.mark.parametrize("extra,msg", [
+    ({"sink.disk__lag_policy": "drop"}, "[sink.disk] lag_policy = 'drop': use hold or skip"),
+    ({"sink.disk__lag_policy": "skip"}, "[sink.disk] lag_policy = skip needs lag_cap_bytes"),
+    ({"sink.disk__lag_cap_bytes": "lots"}, "lag_cap_bytes"),
+])
+def test_bad_lag_keys_stop_flusherd_and_sinkd_naming_them(pipeline_factory, extra, msg):
+    p = pipeline_factory(**extra)
+    for stage in ("flusherd", "sinkd"):
+        r = p.run(BIN / stage, "-c", p.ini, timeout=30)
+        assert r.returncode == 2 and msg in r.stderr, (stage, r.stderr)

@@ -21,17 +21,6 @@ def sinks(p):
     return {s["name"]: s for s in p.stats()["sinks"]}
 
 
-@pytest.fixture(scope="session")
-def count_so(tmp_path_factory):
-    """The out-of-tree example sink, built as a user would: its own Makefile,
-    against sinkd/sink.h alone."""
-    out = tmp_path_factory.mktemp("count")
-    r = subprocess.run(["make", "-s", "-C", str(ROOT / "examples" / "sinks" / "count"), f"OUT={out}"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return out / "count.so"
-
-
 def test_two_disk_instances_split_by_topic_each_get_exactly_theirs(pipeline_factory, tmp_path):
     p = pipeline_factory(**TOPICS, sinkd__sinks="tele, rest",
                          **{"sink.tele__type": "disk", "sink.tele__topics": "telemetry",

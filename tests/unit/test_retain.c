@@ -202,8 +202,8 @@ static void test_unknown_or_future_age_keeps_the_segment(void **state)
 	assert_int_equal(f.plan.floor_lsn, 2 * MiB);
 }
 
-/* The seam for lag_cap_bytes / lag_policy: a RETAIN_SKIP holder further
- * behind than its cap stops holding; within it, or RETAIN_HOLD, it holds. */
+/* The seam for lag_cap_bytes / lag_policy: a LAG_SKIP holder further
+ * behind than its cap stops holding; within it, or LAG_HOLD, it holds. */
 static void test_skip_policy_past_its_cap_stops_holding(void **state)
 {
 	struct fix f;
@@ -211,10 +211,10 @@ static void test_skip_policy_past_its_cap_stops_holding(void **state)
 	make_log(&f, 10);
 	uint64_t end = f.in.end_lsn;
 	f.holders[1] = (struct retain_holder){ .name = "ai", .lsn = MiB, .lag_cap_bytes = 4 * MiB,
-					       .policy = RETAIN_HOLD };
+					       .policy = LAG_HOLD };
 	f.in.nholders = 2;
 	assert_int_equal(floor_n(&f), 1);      /* hold: however far behind */
-	f.holders[1].policy = RETAIN_SKIP;
+	f.holders[1].policy = LAG_SKIP;
 	assert_false(retain_holds(&f.holders[1], end));
 	assert_int_equal(floor_n(&f), 6);      /* skip, past the cap: the limits decide */
 	f.holders[1].lsn = end - 4 * MiB;      /* exactly at the cap: holds */
@@ -234,7 +234,7 @@ static void test_holder_past_the_end(void **state)
 	(void)state;
 	make_log(&f, 10);
 	f.holders[0].lsn = f.in.end_lsn + 12345;
-	f.holders[0].policy = RETAIN_SKIP;
+	f.holders[0].policy = LAG_SKIP;
 	f.holders[0].lag_cap_bytes = 1;
 	assert_true(retain_holds(&f.holders[0], f.in.end_lsn));
 	assert_int_equal(floor_n(&f), 6);

@@ -20,6 +20,7 @@
 #include "flusherd/wal.h"
 #include "shm/shm.h"
 #include "common/offset.h"
+#include "common/sinkcfg.h"
 #include "sinkd/runner.h"
 
 #define SEG_MAX (16u << 10)
@@ -216,7 +217,7 @@ static void test_gets_only_its_topics_and_commits_past_the_others(void **state)
 	struct fix *f = *state;
 	uint16_t two = 2;
 	uint8_t *topics;
-	assert_int_equal(runner_topics_new(&two, 1, &topics), 0);
+	assert_int_equal(topics_new(&two, 1, &topics), 0);
 	f->r.topics = topics;
 	assert_int_equal(runner_run(&f->r), 0);
 	expect_once(&f->fake, 1, NREC, 0x4);

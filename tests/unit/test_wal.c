@@ -690,16 +690,24 @@ static void test_recycle_and_take_a_retired_segment(void **state)
 	assert_memory_equal(file + from, old + from, len - from);
 	free(file);
 	free(old);
-	/* the pool holds at most WAL_RECYCLED_MAX */
+	/* at most WAL_RECYCLED_MAX files are ready, the spare (still there)
+	 * counted: they take retain_bytes of the disk too */
 	uint8_t *z = calloc(1, SEG_HDR_LEN + SMALL_SEG);
-	for (int i = 0; i <= WAL_RECYCLED_MAX; i++) {
+	for (int i = 0; i < WAL_RECYCLED_MAX; i++) {
 		char p[128], n[32];
 		snprintf(n, sizeof(n), "x%d", i);
 		snprintf(p, sizeof(p), "%s/%s", f->dir, n);
 		put_file(p, z, SEG_HDR_LEN + SMALL_SEG);
-		assert_int_equal(wal_recycle(f->dir, n, SMALL_SEG, NULL), i < WAL_RECYCLED_MAX ? 0 : -EEXIST);
-		assert_int_equal(access(p, F_OK), i < WAL_RECYCLED_MAX ? -1 : 0);
+		assert_int_equal(wal_recycle(f->dir, n, SMALL_SEG, NULL), i < WAL_RECYCLED_MAX - 1 ? 0 : -EEXIST);
+		assert_int_equal(access(p, F_OK), i < WAL_RECYCLED_MAX - 1 ? -1 : 0);
 	}
+	assert_int_equal(wal_ready_bytes(f->dir), WAL_RECYCLED_MAX * (SEG_HDR_LEN + SMALL_SEG));
+	/* without the spare, one more */
+	assert_int_equal(unlink(spare), 0);
+	char last[32];
+	snprintf(last, sizeof(last), "x%d", WAL_RECYCLED_MAX - 1);
+	assert_int_equal(wal_recycle(f->dir, last, SMALL_SEG, NULL), 0);
+	assert_int_equal(wal_ready_bytes(f->dir), WAL_RECYCLED_MAX * (SEG_HDR_LEN + SMALL_SEG));
 	free(z);
 }
 
