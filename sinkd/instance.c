@@ -13,10 +13,11 @@
 #include "common/sinkcfg.h"
 #include "shm/shm.h"
 
-extern const struct sink_desc sink_disk;
+extern const struct sink_desc sink_disk, sink_index;
 
 const struct sink_desc *const sink_builtins[] = {
 	&sink_disk,
+	&sink_index,
 	NULL,
 };
 
@@ -34,7 +35,7 @@ struct common_keys {
 /* section filled in per instance; the two defaults marked come from [sinkd] */
 static const struct cfg_opt common_rows[] = {
 	{ NULL, "type", CFG_STR, "", K(type), KS(type), 0, 0,
-	  "a built-in sink (disk) or the path of a shared object ending in .so; default: the instance name" },
+	  "a built-in sink (disk, index) or the path of a shared object ending in .so; default: the instance name" },
 	{ NULL, "process", CFG_STR, "shared", K(process), KS(process), 0, 0,
 	  "shared: run in the main sinkd; own: in a process of its own (sinkd --only NAME)" },
 	{ NULL, "batch_records", CFG_INT, "1024", K(batch_records), 0, 1, 65536,

@@ -228,10 +228,12 @@ class Pipeline:
         assert r.returncode == 0, f"--replay found damage:\n{r.stderr}"
         return [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
 
-    def wait_sinks_caught_up(self, timeout=20):
+    def wait_sinks_caught_up(self, timeout=20, names=None):
+        """Until every sink instance (or those named) committed the whole log."""
         def done():
             st = self.stats()
-            return st["sinks"] and all(s["committed_lsn"] >= st["durable_lsn"] for s in st["sinks"])
+            return st["sinks"] and all(s["committed_lsn"] >= st["durable_lsn"] for s in st["sinks"]
+                                       if names is None or s["name"] in names)
         wait_for(done, timeout, "sinks to catch up")
 
     def disk_entries(self, d=None):
