@@ -51,7 +51,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB     := $(BUILD)/libmi.a
 
 # binary name -> sources (besides libmi.a)
-BINS := ingestd flusherd sinkd ingest-stats mi-send mi-load mi-fsync-probe mi-udp-flood mi-keys
+BINS := ingestd flusherd sinkd ingest-stats mi-send mi-load mi-fsync-probe mi-udp-flood mi-keys mi-query
 SRC_ingestd      := $(sort $(wildcard ingestd/*.c))
 SRC_flusherd     := $(sort $(wildcard flusherd/*.c))
 # sinkd --backfill reads data/meta's checkpoint when no pipeline runs
@@ -62,6 +62,8 @@ SRC_mi-load      := bench/mi_load.c
 SRC_mi-fsync-probe := bench/fsync_probe.c
 SRC_mi-udp-flood := bench/udp_flood.c
 SRC_mi-keys      := run/mi_keys.c
+# payloads come from the log through sinkd's reader
+SRC_mi-query     := run/mi_query.c run/query_out.c sinkd/reader.c
 
 # the daemons' modules (not their main) are unit-tested too
 TESTLIB_SRC := $(filter-out %/main.c,$(sort $(wildcard flusherd/*.c sinkd/*.c)))

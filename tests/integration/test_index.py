@@ -1,8 +1,13 @@
 """The index sink: one SQLite row per record, numeric fields of JSON or
 binary payloads, exactly once across crashes, readable while it runs."""
+import base64
+import csv
+import io
 import json
 import sqlite3
 import struct
+
+import pytest
 
 from conftest import BIN, wait_for
 
@@ -128,3 +133,146 @@ def test_the_database_is_read_while_ingest_runs(pipeline_factory):
     first = wait_for(count, 60, "rows to appear")
     wait_for(lambda: count() > first, 60, "the row count to grow under a reader")
     s.stop()
+
+
+# -- mi-query --
+
+def query(p, *args, check=True):
+    r = p.run(BIN / "mi-query", "-c", p.ini, *map(str, args), timeout=60)
+    if check:
+        assert r.returncode == 0, r.stderr
+    return r
+
+
+def ndjson(p, *args):
+    return [json.loads(l) for l in query(p, "--format", "ndjson", *args).stdout.splitlines()]
+
+
+def rfc3339(ns):
+    s, frac = divmod(ns, 1_000_000_000)
+    import datetime
+    return datetime.datetime.fromtimestamp(s, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + \
+        f".{frac:09d}Z"
+
+
+@pytest.fixture
+def indexed(pipeline_factory):
+    """Three devices' JSON frames, one a second of device time each, indexed."""
+    p = index_pipeline(pipeline_factory).start()
+    sent = {}
+    for d in range(3):
+        frames = list(json_frames(d, 300))
+        send_json(p, f"dev-{d}", frames)
+        sent[f"dev-{d}"] = [{"device": f"dev-{d}", "seq": s, "ts_ns": t, "payload": pl.decode()}
+                            for s, pl, t in frames]
+    p.wait_sinks_caught_up()
+    return p, sent
+
+
+def in_range(sent, lo, hi, devices=None):
+    out = [r for dev, rs in sent.items() if devices is None or dev in devices for r in rs if lo <= r["ts_ns"] < hi]
+    return sorted(out, key=lambda r: (r["ts_ns"], r["device"]))
+
+
+def test_each_time_range_returns_exactly_its_records_in_order(indexed):
+    p, sent = indexed
+    for lo, hi, devs in [(T0, T0 + 300 * STEP, None), (T0 + 17 * STEP, T0 + 18 * STEP, None),
+                         (T0 + 50 * STEP + 1, T0 + 120 * STEP + 1, ["dev-1"]),
+                         (T0 + 10 * STEP, T0 + 20 * STEP, ["dev-0", "dev-2"])]:
+        args = ["--from", rfc3339(lo), "--to", rfc3339(hi)]
+        for d in devs or ():
+            args += ["--device", d]
+        got = ndjson(p, *args)
+        want = in_range(sent, lo, hi, devs)
+        assert [(g["device"], g["seq"], g["ts_ns"], g["payload"]) for g in got] == \
+            [(w["device"], w["seq"], w["ts_ns"], w["payload"]) for w in want], (lo, hi, devs)
+        lsns = [g["lsn"] for g in got]
+        assert len(set(lsns)) == len(lsns)
+    got = ndjson(p, "--device", "dev-2", "--limit", 5)
+    assert [g["seq"] for g in got] == [1, 2, 3, 4, 5]
+    # by server time: every record, in server-time order
+    got = ndjson(p, "--by", "server")
+    assert len(got) == 900 and [g["srv_ns"] for g in got] == sorted(g["srv_ns"] for g in got)
+
+
+def test_bucket_aggregates_equal_our_own(indexed):
+    p, sent = indexed
+    width = 60 * STEP
+    lo, hi = T0 + 30 * STEP, T0 + 250 * STEP
+    got = ndjson(p, "--bucket", "1m", "--field", "temp", "--from", rfc3339(lo), "--to", rfc3339(hi))
+    want = {}
+    for r in in_range(sent, lo, hi):
+        v = json.loads(r["payload"])["temp"]
+        b = want.setdefault((r["ts_ns"] - r["ts_ns"] % width, r["device"]), [])
+        b.append(v)
+    assert [(g["bucket"], g["device"]) for g in got] == [(rfc3339(b), d) for b, d in sorted(want)]
+    for g in got:
+        vs = want[(g["bucket"] and [b for b, d in want if rfc3339(b) == g["bucket"]][0], g["device"])]
+        assert g["field"] == "temp" and g["count"] == len(vs)
+        assert (g["min"], g["max"], g["first"], g["last"]) == (min(vs), max(vs), vs[0], vs[-1])
+        assert g["avg"] == pytest.approx(sum(vs) / len(vs), rel=1e-12)
+
+
+def test_latest_is_each_devices_last_record_and_values(indexed):
+    p, sent = indexed
+    got = ndjson(p, "--latest")
+    assert [g["device"] for g in got] == ["dev-0", "dev-1", "dev-2"]
+    for g in got:
+        last = sent[g["device"]][-1]
+        assert (g["seq"], g["ts_ns"], g["payload"]) == (last["seq"], last["ts_ns"], last["payload"])
+        body = json.loads(last["payload"])
+        assert g["fields"] == {"temp": {"value": body["temp"], "ts_ns": last["ts_ns"]},
+                               "hum": {"value": body["hum"], "ts_ns": last["ts_ns"]}}
+
+
+def test_csv_parses_with_a_csv_reader(indexed):
+    p, sent = indexed
+    out = query(p, "--format", "csv", "--device", "dev-1").stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["device"], int(r["seq"]), int(r["ts_ns"]), r["payload"]) for r in rows] == \
+        [(r["device"], r["seq"], r["ts_ns"], r["payload"]) for r in sent["dev-1"]]
+    out = query(p, "--format", "csv", "--bucket", "1h", "--field", "hum").stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert sum(int(r["count"]) for r in rows) == 900 and {r["device"] for r in rows} == set(sent)
+
+
+def test_binary_payloads_come_as_base64(pipeline_factory):
+    p = index_pipeline(pipeline_factory).start()
+    raw = bytes(range(256))
+    send_json(p, "raw-1", [(1, raw, T0)])
+    p.wait_sinks_caught_up()
+    (got,) = ndjson(p)
+    assert "payload" not in got and base64.b64decode(got["payload_b64"]) == raw
+
+
+def test_bad_input_is_one_line_and_exit_2(indexed):
+    p, _ = indexed
+    for args, msg in [(["--from", "yesterday"], "--from 'yesterday': not a time"),
+                      (["--bucket", "1m", "--field", "nope"], "--field nope: no such field"),
+                      (["--bucket", "soon", "--field", "temp"], "--bucket 'soon'"),
+                      (["--format", "xml"], "--format 'xml'"),
+                      (["--sink", "other"], "no index instance 'other'"),
+                      (["--from", "-1h", "--to", "-2h"], "is not before --to")]:
+        r = query(p, *args, check=False)
+        assert r.returncode == 2 and msg in r.stderr and r.stderr.count("\n") == 1, (args, r.stderr)
+        assert r.stdout == ""
+    r = query(p, "--device", "nobody")
+    assert r.stdout == ""
+    p.set(**{"sink.idx__path": p.tmp / "absent.sqlite"})
+    r = query(p, check=False)
+    assert r.returncode == 2 and "absent.sqlite: no index here" in r.stderr, r.stderr
+
+
+def test_a_query_runs_while_ingest_runs(pipeline_factory):
+    p = index_pipeline(pipeline_factory).start()
+    s = p.stream("busy-1", rate=2000)   # bounded rows per query, not a bounded run
+    s.wait_progress(1000)
+    counts = []
+    for _ in range(5):
+        got = ndjson(p, "--device", "busy-1")
+        seqs = [g["seq"] for g in got]
+        assert seqs == list(range(1, len(seqs) + 1)), "a whole prefix, in order, each once"
+        counts.append(len(seqs))
+        s.wait_progress(500)
+    s.stop()
+    assert counts == sorted(counts) and counts[-1] > counts[0]
