@@ -163,7 +163,12 @@ struct opts {
 	uint64_t premade;   /* frames made per connection before the clock starts; 0: live */
 	uint32_t topics;    /* connection i sends on topic 1 + i % topics; 0: topic 0 */
 	int json, mac, seal, handshakes;
+	int json_payload;   /* payloads are a JSON object of three numbers, padded */
+	uint64_t ts_step;   /* device time of seq S: TS_BASE + S * ts_step; 0: the send time */
 };
+
+#define TS_BASE 1767225600000000000ull   /* 2026-01-01T00:00:00Z */
+#define JSON_PAYLOAD_MIN 48
 
 static struct opts o = { .host = "127.0.0.1", .port = 7400, .conns = 1, .window = 64,
 			 .size = 100, .duration = 10, .prefix = "load-" };
@@ -428,8 +433,10 @@ static void build_frames(const struct conn *c, uint8_t *p, uint64_t seq, uint64_
 			    .len = o.size + auth_len, .pcrc = payload_crc, .ts_ns = ts };
 	for (uint64_t i = 0; i < n; i++, p += frame_len) {
 		h.seq = seq + i;
+		if (o.ts_step)
+			h.ts_ns = TS_BASE + h.seq * o.ts_step;
 		if (o.seal) {
-			mic_seal_frame(p, frame_len, c->sess, c->snonce, topic, h.seq, ts, payload, o.size);
+			mic_seal_frame(p, frame_len, c->sess, c->snonce, topic, h.seq, h.ts_ns, payload, o.size);
 			continue;
 		}
 		memcpy(p + MI_HDR_LEN, payload, o.size);
@@ -784,7 +791,7 @@ static const char usage[] =
 	"usage: mi-load [-h HOST] [-p PORT] [-c CONNECTIONS] [-w WINDOW] [-s SIZE] [-r RATE]\n"
 	"               [-d SECONDS] [--devices-prefix P] [--json]\n"
 	"               [--keys-file FILE [--mac | --seal]] [--handshakes] [--premade N]\n"
-	"               [--topics N]\n"
+	"               [--topics N] [--json-payload] [--ts-step NS]\n"
 	"\n"
 	"  -h HOST    server (default 127.0.0.1)        -p PORT   (default 7400)\n"
 	"  -c N       connections, one device each (default 1)\n"
@@ -795,6 +802,10 @@ static const char usage[] =
 	"  --devices-prefix P   device ids are P0, P1, ... (default load-)\n"
 	"  --topics N connection i sends on topic 1 + i % N (default 0: all on topic 0)\n"
 	"  --json     one JSON object line on stdout instead of the text report\n"
+	"  --json-payload  payloads are a JSON object, {\"temp\":21.5,\"hum\":40,\"volt\":3.31,\n"
+	"             \"pad\":\"...\"} padded to -s BYTES (at least 48)\n"
+	"  --ts-step NS  the device time of seq S is 2026-01-01T00:00:00Z + S x NS\n"
+	"             (default: the time of sending), so a run lays out a long history\n"
 	"  --keys-file FILE  keys mode: the device registry (mi-keys; mode 0600); each\n"
 	"             connection's device P<i> must be there, enabled; HELLO, CHALLENGE,\n"
 	"             AUTH, WELCOME with the server's proof checked\n"
@@ -841,6 +852,8 @@ static int parse(int argc, char **argv)
 		{ "handshakes", no_argument, 0, 'S' },
 		{ "premade", required_argument, 0, 'F' },
 		{ "topics", required_argument, 0, 'T' },
+		{ "json-payload", no_argument, 0, 'Y' },
+		{ "ts-step", required_argument, 0, 'Z' },
 		{ "help", no_argument, 0, 'H' },
 		{ 0, 0, 0, 0 },
 	};
@@ -857,6 +870,8 @@ static int parse(int argc, char **argv)
 		case 'S': o.handshakes = 1; break;
 		case 'F': if (num(optarg, 1e9, &v) < 0 || v < 1) return -1; o.premade = (uint64_t)v; break;
 		case 'T': if (num(optarg, 65535, &v) < 0) return -1; o.topics = (uint32_t)v; break;
+		case 'Y': o.json_payload = 1; break;
+		case 'Z': if (num(optarg, 1e15, &v) < 0 || v < 1) return -1; o.ts_step = (uint64_t)v; break;
 		case 'H': fputs(usage, stdout); exit(0);
 		case 'p': if (num(optarg, 65535, &v) < 0 || v < 1) return -1; o.port = (uint16_t)v; break;
 		case 'c': if (num(optarg, 1000000, &v) < 0 || v < 1) return -1; o.conns = (uint32_t)v; break;
@@ -875,6 +890,10 @@ static int parse(int argc, char **argv)
 	}
 	if (o.mac && o.seal) {
 		fprintf(stderr, "mi-load: --mac and --seal exclude each other: a sealed frame carries no MAC\n");
+		return -1;
+	}
+	if (o.json_payload && o.size < JSON_PAYLOAD_MIN) {
+		fprintf(stderr, "mi-load: --json-payload needs -s %d or more\n", JSON_PAYLOAD_MIN);
 		return -1;
 	}
 	if (o.premade && (o.handshakes || o.rate)) {
@@ -941,6 +960,11 @@ static int setup(void)
 	}
 	for (uint32_t i = 0; i < o.size; i++)
 		payload[i] = (uint8_t)('a' + i % 26);
+	if (o.json_payload) {
+		static const char head[] = "{\"temp\":21.5,\"hum\":40,\"volt\":3.31,\"pad\":\"";
+		memcpy(payload, head, sizeof(head) - 1);
+		memcpy(payload + o.size - 2, "\"}", 2);
+	}
 	payload_crc = mi_crc32(payload, o.size);
 	for (uint32_t i = 0; i < o.conns; i++) {
 		conns[i].idx = i;

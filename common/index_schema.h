@@ -5,17 +5,19 @@
  *                               record below it is indexed (updated in the
  *                               transaction of its rows)
  *   devices(id, name)           the device ids seen, as text
- *   fields(id, name)            the numeric field names seen
- *   records(lsn PRIMARY KEY, device, topic, seq, ts_ns, srv_ns, len)
- *                               one row per record; seq stored as the
- *                               signed 64-bit integer of the same bits
- *   vals(field, device, ts_ns, lsn, value)
- *                               one row per numeric field of a record,
- *                               keyed (field, device, ts_ns, lsn)
+ *   fields(id, name)            the numeric field names seen; field id N is
+ *                               column vN of records
+ *   records(lsn PRIMARY KEY, device, topic, seq, ts_ns, srv_ns, len, v1, v2, ...)
+ *                               one row per record, its fields' values in
+ *                               their columns (NULL: the record lacks it);
+ *                               seq stored as the signed 64-bit integer of
+ *                               the same bits
  * Indexes: records(device, ts_ns), records(ts_ns), records(srv_ns), so a
- * range of one device's time, of everyone's, or of server time is a seek;
- * vals' own key makes (field, device, time) one.  Views records_v and
- * vals_v join in the names for the sqlite3 shell.
+ * range of one device's time, of everyone's, or of server time is a seek,
+ * and a field's values over a range are read from the rows it finds.  The
+ * view records_v joins in device names and names the field columns.
+ * A field is a column and not a row of its own so that a record is one
+ * insert: a row per value made indexing three times slower.
  */
 #ifndef MI_INDEX_SCHEMA_H
 #define MI_INDEX_SCHEMA_H
@@ -33,13 +35,8 @@
 	"CREATE INDEX IF NOT EXISTS records_device_ts ON records(device, ts_ns);"                          \
 	"CREATE INDEX IF NOT EXISTS records_ts ON records(ts_ns);"                                         \
 	"CREATE INDEX IF NOT EXISTS records_srv ON records(srv_ns);"                                       \
-	"CREATE TABLE IF NOT EXISTS vals(field INTEGER NOT NULL, device INTEGER NOT NULL,"                 \
-	" ts_ns INTEGER NOT NULL, lsn INTEGER NOT NULL, value REAL NOT NULL,"                              \
-	" PRIMARY KEY(field, device, ts_ns, lsn)) WITHOUT ROWID;"                                          \
 	"CREATE VIEW IF NOT EXISTS records_v AS SELECT r.lsn, d.name AS device, r.topic, r.seq, r.ts_ns,"  \
-	" r.srv_ns, r.len FROM records r JOIN devices d ON d.id = r.device;"                              \
-	"CREATE VIEW IF NOT EXISTS vals_v AS SELECT f.name AS field, d.name AS device, v.ts_ns, v.lsn,"    \
-	" v.value FROM vals v JOIN fields f ON f.id = v.field JOIN devices d ON d.id = v.device;"
+	" r.srv_ns, r.len FROM records r JOIN devices d ON d.id = r.device;"
 
 /* [sink.NAME] path's default. */
 static inline void index_default_path(char *buf, size_t len, const char *data_dir, const char *name)

@@ -24,6 +24,7 @@
 
 #define PROG "mi-query"
 #define DEVICES_MAX 256
+#define LATEST_FIELDS 256   /* fields shown per --latest record, the first by name */
 #define EX_BAD 2        /* bad input: a time, a field, a missing index */
 #define EX_FAIL 1       /* the database could not be read */
 
@@ -239,46 +240,58 @@ static int latest(const struct query *q)
 	where(q, t, "r.device", w, sizeof(w));
 	/* per device, one seek down its (device, time) index */
 	snprintf(sql, sizeof(sql), REC_COLS "%s AND r.device = ?5 ORDER BY %s DESC, r.lsn DESC LIMIT 1", w, t);
-	sqlite3_stmt *devs, *st, *fl, *fv;
+	sqlite3_stmt *devs, *st, *fl;
 	if (sqlite3_prepare_v2(db, "SELECT id, name FROM devices ORDER BY name", -1, &devs, NULL) != SQLITE_OK)
 		return db_fail("listing devices");
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT id, name FROM fields ORDER BY name", -1, &fl, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(db, "SELECT ts_ns, value FROM vals WHERE field = ?1 AND device = ?2 AND ts_ns >= ?3 AND "
-			       "ts_ns < ?4 ORDER BY ts_ns DESC, lsn DESC LIMIT 1", -1, &fv, NULL) != SQLITE_OK) {
+	    sqlite3_prepare_v2(db, "SELECT id, name FROM fields ORDER BY name", -1, &fl, NULL) != SQLITE_OK) {
 		sqlite3_finalize(devs);
 		return db_fail("preparing the query");
 	}
-	struct qfield fields[256];
-	char names[256][FIELD_NAME_MAX + 1];
+	/* each field's last value: its own column, down the device's index */
+	struct qfield fields[LATEST_FIELDS];
+	sqlite3_stmt *fv[LATEST_FIELDS];
+	char names[LATEST_FIELDS][FIELD_NAME_MAX + 1];
+	size_t nf = 0;
+	int rc;
+	while (nf < LATEST_FIELDS && (rc = sqlite3_step(fl)) == SQLITE_ROW) {
+		char q2[300];
+		snprintf(q2, sizeof(q2), "SELECT %s, v%lld FROM records WHERE device = ?1 AND %s >= ?2 AND %s < ?3 AND "
+			 "v%lld IS NOT NULL ORDER BY %s DESC, lsn DESC LIMIT 1", t + 2,
+			 (long long)sqlite3_column_int64(fl, 0), t + 2, t + 2, (long long)sqlite3_column_int64(fl, 0), t + 2);
+		snprintf(names[nf], sizeof(names[nf]), "%s", (const char *)sqlite3_column_text(fl, 1));
+		if (sqlite3_prepare_v2(db, q2, -1, &fv[nf], NULL) != SQLITE_OK) {
+			rc = SQLITE_ERROR;
+			break;
+		}
+		nf++;
+	}
+	sqlite3_finalize(fl);
 	uint64_t shown = 0;
-	int rc = SQLITE_DONE;
-	while ((!q->limit || shown < q->limit) && (rc = sqlite3_step(devs)) == SQLITE_ROW) {
+	if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+		rc = SQLITE_DONE;
+	while (rc == SQLITE_DONE && (!q->limit || shown < q->limit) && (rc = sqlite3_step(devs)) == SQLITE_ROW) {
 		int64_t dev = sqlite3_column_int64(devs, 0);
 		sqlite3_reset(st);
 		bind(q, st);
 		sqlite3_bind_int64(st, 5, dev);
 		if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-			if (rc != SQLITE_DONE)
-				break;
-			continue;
+			if (rc == SQLITE_DONE)
+				continue;
+			break;
 		}
 		struct qrec r;
 		row_rec(st, &r);
 		size_t n = 0;
-		sqlite3_reset(fl);
-		while (n < 256 && (rc = sqlite3_step(fl)) == SQLITE_ROW) {
-			sqlite3_reset(fv);
-			sqlite3_bind_int64(fv, 1, sqlite3_column_int64(fl, 0));
-			sqlite3_bind_int64(fv, 2, dev);
-			sqlite3_bind_int64(fv, 3, q->by_server ? 0 : (int64_t)q->from);
-			sqlite3_bind_int64(fv, 4, q->by_server ? INT64_MAX : (int64_t)q->to);
-			if (sqlite3_step(fv) != SQLITE_ROW)
+		for (size_t i = 0; i < nf; i++) {
+			sqlite3_reset(fv[i]);
+			sqlite3_bind_int64(fv[i], 1, dev);
+			sqlite3_bind_int64(fv[i], 2, (int64_t)q->from);
+			sqlite3_bind_int64(fv[i], 3, (int64_t)q->to);
+			if (sqlite3_step(fv[i]) != SQLITE_ROW)
 				continue;
-			snprintf(names[n], sizeof(names[n]), "%s", (const char *)sqlite3_column_text(fl, 1));
-			fields[n] = (struct qfield){ names[n], sqlite3_column_double(fv, 1),
-						     (uint64_t)sqlite3_column_int64(fv, 0) };
-			n++;
+			fields[n++] = (struct qfield){ names[i], sqlite3_column_double(fv[i], 1),
+						       (uint64_t)sqlite3_column_int64(fv[i], 0) };
 		}
 		out_latest(q->fmt, &r, fields, n);
 		shown++;
@@ -286,9 +299,9 @@ static int latest(const struct query *q)
 	}
 	sqlite3_finalize(devs);
 	sqlite3_finalize(st);
-	sqlite3_finalize(fl);
-	sqlite3_finalize(fv);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : db_fail("reading the latest records");
+	for (size_t i = 0; i < nf; i++)
+		sqlite3_finalize(fv[i]);
+	return rc == SQLITE_DONE ? 0 : db_fail("reading the latest records");
 }
 
 static int field_id(const char *name, int64_t *ret)
@@ -329,23 +342,15 @@ static int buckets(const struct query *q)
 	int r = field_id(q->field, &fid);
 	if (r)
 		return r;
+	const char *col = q->by_server ? "r.srv_ns" : "r.ts_ns";
 	char w[4096], sql[4600];
-	if (q->by_server) {
-		where(q, "r.srv_ns", "r.device", w, sizeof(w));
-		snprintf(sql, sizeof(sql), "SELECT d.name, r.srv_ns, v.value FROM records r JOIN vals v ON v.field = ?5 "
-			 "AND v.device = r.device AND v.ts_ns = r.ts_ns AND v.lsn = r.lsn JOIN devices d ON d.id = "
-			 "r.device%s ORDER BY r.device, r.srv_ns, r.lsn", w);
-	} else {
-		where(q, "v.ts_ns", "v.device", w, sizeof(w));
-		snprintf(sql, sizeof(sql), "SELECT d.name, v.ts_ns, v.value FROM vals v JOIN devices d ON d.id = v.device%s%s"
-			 " AND v.field = ?5 ORDER BY v.device, v.ts_ns, v.lsn", q->topic >= 0 ?
-			 " JOIN records r ON r.lsn = v.lsn" : "", w);
-	}
+	where(q, col, "r.device", w, sizeof(w));
+	snprintf(sql, sizeof(sql), "SELECT d.name, %s, r.v%lld FROM records r JOIN devices d ON d.id = r.device%s AND "
+		 "r.v%lld IS NOT NULL ORDER BY r.device, %s, r.lsn", col, (long long)fid, w, (long long)fid, col);
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return db_fail("preparing the query");
 	bind(q, st);
-	sqlite3_bind_int64(st, 5, fid);
 	struct qbucket *b = NULL;
 	size_t n = 0, cap = 0;
 	int rc;

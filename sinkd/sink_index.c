@@ -14,17 +14,18 @@
  * A backfill run (sinkd --backfill) writes into the same database: rows
  * are keyed by LSN, so it adds the ones missing and leaves next_lsn alone.
  *
- * retain_ms removes, at commits at most once a second, the rows whose
- * device time is older, in transactions of RETAIN_BATCH rows.
+ * retain_ms is sinkd/index_retain.c's, a thread of the instance.
  *   blob: "MIX1", u64 next_lsn at the commit
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -32,10 +33,10 @@
 #include "common/index_schema.h"
 #include "common/fields.h"
 #include "sinkd/idmap.h"
+#include "sinkd/index_retain.h"
 #include "sinkd/sink.h"
 
 #define BLOB_MAGIC 0x3158494du   /* "MIX1" */
-#define RETAIN_BATCH 5000
 #define MI_STR_(x) #x
 #define MI_STR(x) MI_STR_(x)
 
@@ -59,7 +60,7 @@ static const struct sink_opt index_opts[] = {
 	  "payloads are binary: name:type@offset, ... (types u8 i8 u16 i16 u32 i32 u64 i64 f32 f64, le or be)" },
 	{ "retain_ms", SINK_OPT_INT, "0", C(retain_ms), 0, 0, INT64_MAX / 1000000,
 	  "rows whose device time is older than this are removed (0: keep all)" },
-	{ "max_fields", SINK_OPT_INT, "256", C(max_fields), 0, 1, 100000,
+	{ "max_fields", SINK_OPT_INT, "256", C(max_fields), 0, 1, 1000,
 	  "distinct field names the index takes; later new names are not indexed (a warning says so)" },
 	{ "cache_bytes", SINK_OPT_SIZE, "64M", C(cache_bytes), 0, 1 << 20, 1ll << 40, "SQLite page cache" },
 };
@@ -68,15 +69,18 @@ struct index {
 	sqlite3 *db;
 	char path[512];
 	const struct sink_env *env;
-	sqlite3_stmt *ins_rec, *ins_val, *ins_dev, *ins_field, *set_next, *del_rec, *del_val;
+	sqlite3_stmt *ins_rec, *ins_dev, *ins_field, *set_next;
+	int rec_stale;              /* a field column came or went: ins_rec is made anew */
+	int64_t bound[FIELDS_MAX];  /* the field ids the last record bound */
+	int nbound;
+	struct index_retainer *retainer;   /* retain_ms */
 	struct idmap devs, fields, allow;
 	struct layout layout;
 	int have_layout, have_allow, warned_fields;
 	int backfill;               /* rows below next_lsn too; next_lsn is the live instance's */
-	int64_t max_fields, retain_ms;
+	int64_t max_fields;
 	uint64_t next_lsn;          /* in the database, committed or not */
 	uint64_t synced_lsn;        /* next_lsn at the last commit() */
-	uint64_t next_retain_ms;
 };
 
 static int fail_db(struct index *x, const char *what, char err[SINK_ERR_LEN])
@@ -164,9 +168,19 @@ static int parse_allow(struct index *x, const char *s, char err[SINK_ERR_LEN])
 	return 0;
 }
 
+/* SQLite's memory statistics take a global mutex on every allocation;
+ * nothing here reads them.  Only possible before SQLite initialises, so
+ * once per process (a later call is SQLITE_MISUSE, and harmless). */
+static void sqlite_once(void)
+{
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 static int open_db(struct index *x, const struct index_cfg *cfg, const void *blob, size_t blob_len,
 		   char err[SINK_ERR_LEN])
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, sqlite_once);
 	char dir[sizeof(x->path)];
 	snprintf(dir, sizeof(dir), "%s", x->path);
 	char *slash = strrchr(dir, '/');
@@ -213,15 +227,13 @@ static int open_db(struct index *x, const struct index_cfg *cfg, const void *blo
 			    mi_get64((const uint8_t *)blob + 4), x->env->name, x->next_lsn);
 	if ((r = load_names(x, err)) < 0)
 		return r;
-	if ((r = prepare(x, "INSERT OR IGNORE INTO records VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)", &x->ins_rec, err)) < 0 ||
-	    (r = prepare(x, "INSERT OR IGNORE INTO vals VALUES(?1, ?2, ?3, ?4, ?5)", &x->ins_val, err)) < 0 ||
-	    (r = prepare(x, "INSERT INTO devices(name) VALUES(?1)", &x->ins_dev, err)) < 0 ||
+	x->rec_stale = 1;
+	if ((r = prepare(x, "INSERT INTO devices(name) VALUES(?1)", &x->ins_dev, err)) < 0 ||
 	    (r = prepare(x, "INSERT INTO fields(name) VALUES(?1)", &x->ins_field, err)) < 0 ||
-	    (r = prepare(x, "UPDATE meta SET value = ?1 WHERE key = 'next_lsn'", &x->set_next, err)) < 0 ||
-	    (r = prepare(x, "DELETE FROM records WHERE lsn IN (SELECT lsn FROM records WHERE ts_ns < ?1 LIMIT "
-			 "5000)", &x->del_rec, err)) < 0 ||
-	    (r = prepare(x, "DELETE FROM vals WHERE field = ?1 AND device = ?2 AND ts_ns < ?3", &x->del_val, err)) < 0)
+	    (r = prepare(x, "UPDATE meta SET value = ?1 WHERE key = 'next_lsn'", &x->set_next, err)) < 0)
 		return r;
+	if (cfg->retain_ms && !x->backfill)
+		return index_retain_start(&x->retainer, x->path, cfg->retain_ms, x->env, err);
 	return 0;
 }
 
@@ -230,7 +242,8 @@ static void index_exit(void *state)
 	struct index *x = state;
 	if (!x)
 		return;
-	sqlite3_stmt *sts[] = { x->ins_rec, x->ins_val, x->ins_dev, x->ins_field, x->set_next, x->del_rec, x->del_val };
+	index_retain_stop(x->retainer);
+	sqlite3_stmt *sts[] = { x->ins_rec, x->ins_dev, x->ins_field, x->set_next };
 	for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
 		sqlite3_finalize(sts[i]);
 	sqlite3_close(x->db);
@@ -252,7 +265,6 @@ static int index_init(void **state, const void *cfgp, const struct sink_env *env
 	x->env = env;
 	x->backfill = (env->flags & SINK_ENV_BACKFILL) != 0;
 	x->max_fields = cfg->max_fields;
-	x->retain_ms = cfg->retain_ms;
 	if (cfg->path[0])
 		snprintf(x->path, sizeof(x->path), "%s", cfg->path);
 	else
@@ -274,6 +286,93 @@ static int index_init(void **state, const void *cfgp, const struct sink_env *env
 		return r;
 	}
 	*state = x;
+	return 0;
+}
+
+#define REC_PARAMS 7   /* a field's parameter in ins_rec: REC_PARAMS + its id */
+
+/* SQL of the base columns and field columns, for the insert and the view */
+static int field_cols(struct index *x, char **ret, int view)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+	if (!f)
+		return -1;
+	for (size_t i = 0; i < x->fields.cap; i++) {
+		const struct idmap_ent *e = x->fields.slot[i];
+		if (!e)
+			continue;
+		if (!view) {
+			fprintf(f, ", v%" PRId64, e->id);
+			continue;
+		}
+		/* named as the field, quoted; a field named as a base column
+		 * keeps its column name */
+		static const char *const base[] = { "lsn", "device", "topic", "seq", "ts_ns", "srv_ns", "len" };
+		int clash = 0;
+		for (size_t b = 0; b < sizeof(base) / sizeof(base[0]); b++)
+			clash |= !strcasecmp(e->name, base[b]);
+		if (clash) {
+			fprintf(f, ", r.v%" PRId64, e->id);
+			continue;
+		}
+		fprintf(f, ", r.v%" PRId64 " AS \"", e->id);
+		for (const char *c = e->name; *c; c++)
+			fprintf(f, *c == '"' ? "\"\"" : "%c", *c);
+		fputc('"', f);
+	}
+	if (fclose(f) != 0) {
+		free(buf);
+		return -1;
+	}
+	*ret = buf;
+	return 0;
+}
+
+/* records_v, for the sqlite3 shell: names instead of ids, fields by name. */
+static int make_view(struct index *x)
+{
+	char *cols;
+	if (field_cols(x, &cols, 1) < 0)
+		return -1;
+	char *sql = sqlite3_mprintf("DROP VIEW IF EXISTS records_v; CREATE VIEW records_v AS SELECT r.lsn, d.name AS "
+				    "device, r.topic, r.seq, r.ts_ns, r.srv_ns, r.len%s FROM records r JOIN devices d "
+				    "ON d.id = r.device", cols);
+	free(cols);
+	int rc = sql ? sqlite3_exec(x->db, sql, NULL, NULL, NULL) : SQLITE_NOMEM;
+	sqlite3_free(sql);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+static int prepare_insert(struct index *x)
+{
+	char *cols;
+	if (field_cols(x, &cols, 0) < 0)
+		return -1;
+	char *vals = NULL;
+	size_t vlen = 0;
+	FILE *f = open_memstream(&vals, &vlen);
+	for (size_t i = 0; f && i < x->fields.cap; i++)
+		if (x->fields.slot[i])
+			fprintf(f, ", ?%" PRId64, REC_PARAMS + x->fields.slot[i]->id);
+	if (!f || fclose(f) != 0) {
+		free(cols);
+		free(vals);
+		return -1;
+	}
+	char *sql = sqlite3_mprintf("INSERT OR IGNORE INTO records(lsn, device, topic, seq, ts_ns, srv_ns, len%s) "
+				    "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7%s)", cols, vals);
+	free(cols);
+	free(vals);
+	sqlite3_finalize(x->ins_rec);
+	x->ins_rec = NULL;
+	int rc = sql ? sqlite3_prepare_v3(x->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &x->ins_rec, NULL) : SQLITE_NOMEM;
+	sqlite3_free(sql);
+	if (rc != SQLITE_OK)
+		return -1;
+	x->rec_stale = 0;
+	x->nbound = 0;
 	return 0;
 }
 
@@ -299,7 +398,17 @@ static int64_t name_id(struct index *x, struct idmap *m, sqlite3_stmt *ins, cons
 	if (rc != SQLITE_DONE)
 		return -1;
 	id = sqlite3_last_insert_rowid(x->db);
-	return idmap_put(m, name, len, id) < 0 ? -1 : id;
+	if (idmap_put(m, name, len, id) < 0)
+		return -1;
+	if (m == &x->fields) {
+		char sql[96];
+		snprintf(sql, sizeof(sql), "ALTER TABLE records ADD COLUMN v%" PRId64 " REAL", id);
+		char e[SINK_ERR_LEN];
+		if (exec(x, sql, e) < 0 || make_view(x) < 0)
+			return -1;
+		x->rec_stale = 1;
+	}
+	return id;
 }
 
 static int add_record(struct index *x, const struct sink_record *rec)
@@ -309,21 +418,10 @@ static int add_record(struct index *x, const struct sink_record *rec)
 	int64_t dev = name_id(x, &x->devs, x->ins_dev, id, id_len);
 	if (dev < 0)
 		return -1;
-	int64_t ts = (int64_t)sink_rec_device_time(rec), lsn = (int64_t)sink_rec_lsn(rec);
-	sqlite3_stmt *st = x->ins_rec;
-	sqlite3_bind_int64(st, 1, lsn);
-	sqlite3_bind_int64(st, 2, dev);
-	sqlite3_bind_int(st, 3, sink_rec_topic(rec));
-	sqlite3_bind_int64(st, 4, (int64_t)sink_rec_seq(rec));
-	sqlite3_bind_int64(st, 5, ts);
-	sqlite3_bind_int64(st, 6, (int64_t)sink_rec_server_time(rec));
-	sqlite3_bind_int64(st, 7, (int64_t)plen);
-	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
-		return -1;
+	/* the fields first: a new one adds its column, and the insert with it */
 	struct field_val fv[FIELDS_MAX];
-	int n = x->have_layout ? fields_layout(&x->layout, payload, plen, fv) : fields_json(payload, plen, fv);
+	int64_t fid[FIELDS_MAX];
+	int n = x->have_layout ? fields_layout(&x->layout, payload, plen, fv) : fields_json(payload, plen, fv), k = 0;
 	for (int i = 0; i < n; i++) {
 		if (x->have_allow && idmap_get(&x->allow, fv[i].name, fv[i].name_len) < 0)
 			continue;
@@ -332,18 +430,29 @@ static int add_record(struct index *x, const struct sink_record *rec)
 			continue;
 		if (f < 0)
 			return -1;
-		st = x->ins_val;
-		sqlite3_bind_int64(st, 1, f);
-		sqlite3_bind_int64(st, 2, dev);
-		sqlite3_bind_int64(st, 3, ts);
-		sqlite3_bind_int64(st, 4, lsn);
-		sqlite3_bind_double(st, 5, fv[i].value);
-		rc = sqlite3_step(st);
-		sqlite3_reset(st);
-		if (rc != SQLITE_DONE)
-			return -1;
+		fid[k] = f;
+		fv[k++].value = fv[i].value;
 	}
-	return 0;
+	if (x->rec_stale && prepare_insert(x) < 0)
+		return -1;
+	sqlite3_stmt *st = x->ins_rec;
+	sqlite3_bind_int64(st, 1, (int64_t)sink_rec_lsn(rec));
+	sqlite3_bind_int64(st, 2, dev);
+	sqlite3_bind_int(st, 3, sink_rec_topic(rec));
+	sqlite3_bind_int64(st, 4, (int64_t)sink_rec_seq(rec));
+	sqlite3_bind_int64(st, 5, (int64_t)sink_rec_device_time(rec));
+	sqlite3_bind_int64(st, 6, (int64_t)sink_rec_server_time(rec));
+	sqlite3_bind_int64(st, 7, (int64_t)plen);
+	/* NULL for the fields the last record had, not every column */
+	for (int i = 0; i < x->nbound; i++)
+		sqlite3_bind_null(st, (int)(REC_PARAMS + x->bound[i]));
+	for (int i = 0; i < k; i++)
+		sqlite3_bind_double(st, (int)(REC_PARAMS + fid[i]), fv[i].value);
+	memcpy(x->bound, fid, (size_t)k * sizeof(fid[0]));
+	x->nbound = k;
+	int rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : -1;
 }
 
 static enum sink_rc rollback(struct index *x, const char *what, char err[SINK_ERR_LEN])
@@ -351,6 +460,7 @@ static enum sink_rc rollback(struct index *x, const char *what, char err[SINK_ER
 	fail_db(x, what, err);
 	sqlite3_exec(x->db, "ROLLBACK", NULL, NULL, NULL);
 	char e2[SINK_ERR_LEN];
+	x->rec_stale = 1;   /* columns the batch added are gone */
 	if (load_names(x, e2) < 0)
 		return SINK_FATAL;   /* the names cannot be trusted against the database */
 	return SINK_RETRY;
@@ -383,45 +493,6 @@ static enum sink_rc index_deliver(void *state, const struct sink_record *recs, s
 	return SINK_OK;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_REALTIME, &t);
-	return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-/* Rows older than retain_ms, in small transactions, so that no writer or
- * checkpoint waits long behind one. */
-static int retain(struct index *x, char err[SINK_ERR_LEN])
-{
-	int64_t cutoff = (now_ms() - x->retain_ms) * 1000000;
-	int rc, gone;
-	do {
-		sqlite3_bind_int64(x->del_rec, 1, cutoff);
-		rc = sqlite3_step(x->del_rec);
-		sqlite3_reset(x->del_rec);
-		if (rc != SQLITE_DONE)
-			return fail_db(x, "removing old records", err);
-		gone = sqlite3_changes(x->db);
-	} while (gone == RETAIN_BATCH);
-	for (size_t f = 0; f < x->fields.cap; f++) {
-		if (!x->fields.slot[f])
-			continue;
-		for (size_t d = 0; d < x->devs.cap; d++) {
-			if (!x->devs.slot[d])
-				continue;
-			sqlite3_bind_int64(x->del_val, 1, x->fields.slot[f]->id);
-			sqlite3_bind_int64(x->del_val, 2, x->devs.slot[d]->id);
-			sqlite3_bind_int64(x->del_val, 3, cutoff);
-			rc = sqlite3_step(x->del_val);
-			sqlite3_reset(x->del_val);
-			if (rc != SQLITE_DONE)
-				return fail_db(x, "removing old values", err);
-		}
-	}
-	return 0;
-}
-
 static int index_commit(void *state, void **blob, size_t *blob_len, char err[SINK_ERR_LEN])
 {
 	struct index *x = state;
@@ -436,12 +507,6 @@ static int index_commit(void *state, void **blob, size_t *blob_len, char err[SIN
 		if ((r = exec(x, "PRAGMA synchronous = NORMAL", err)) < 0)
 			return r;
 		x->synced_lsn = x->next_lsn;
-	}
-	uint64_t now = (uint64_t)now_ms();
-	if (x->retain_ms && now >= x->next_retain_ms) {
-		x->next_retain_ms = now + 1000;
-		if ((r = retain(x, err)) < 0)
-			return r;
 	}
 	uint8_t *b = malloc(12);
 	if (!b) {
