@@ -6,6 +6,7 @@ import io
 import json
 import sqlite3
 import struct
+import subprocess
 import time
 
 import pytest
@@ -135,6 +136,11 @@ def test_the_database_is_read_while_ingest_runs(pipeline_factory):
         return c.execute("SELECT count(*) FROM records").fetchone()[0]
     first = wait_for(count, 60, "rows to appear")
     wait_for(lambda: count() > first, 60, "the row count to grow under a reader")
+    # the sqlite3 shell reads it too, while sinkd writes
+    r = subprocess.run(["sqlite3", "-readonly", p.data / "index" / "idx.sqlite",
+                        "SELECT count(*) FROM records_v WHERE device = 'live-1'"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and int(r.stdout) >= first, r.stderr
     s.stop()
 
 
