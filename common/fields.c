@@ -136,6 +136,38 @@ static int skip_value(struct scan *s, int depth)
 	}
 }
 
+int utf8_valid(const uint8_t *p, size_t n)
+{
+	static const uint32_t least[4] = { 0, 0x80, 0x800, 0x10000 };
+	size_t i = 0;
+	while (i < n) {
+		uint8_t c = p[i];
+		size_t k;
+		uint32_t cp;
+		if (c < 0x80) {
+			i++;
+			continue;
+		} else if ((c & 0xe0) == 0xc0) {
+			k = 1, cp = c & 0x1f;
+		} else if ((c & 0xf0) == 0xe0) {
+			k = 2, cp = c & 0x0f;
+		} else if ((c & 0xf8) == 0xf0) {
+			k = 3, cp = c & 0x07;
+		} else {
+			return 0;
+		}
+		for (size_t j = 1; j <= k; j++) {
+			if (i + j >= n || (p[i + j] & 0xc0) != 0x80)
+				return 0;
+			cp = cp << 6 | (p[i + j] & 0x3f);
+		}
+		if (cp < least[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		i += k + 1;
+	}
+	return 1;
+}
+
 int fields_json(const uint8_t *p, size_t len, struct field_val *out)
 {
 	struct scan s = { p, p + len };
@@ -165,7 +197,8 @@ int fields_json(const uint8_t *p, size_t len, struct field_val *out)
 		if (skip_value(&s, 1) < 0)
 			return -1;
 		size_t vlen = (size_t)(s.p - v);
-		if (plain && klen > 0 && klen <= FIELD_NAME_MAX && n < FIELDS_MAX && (*v == '-' || (*v >= '0' && *v <= '9'))) {
+		if (plain && klen > 0 && klen <= FIELD_NAME_MAX && n < FIELDS_MAX && (*v == '-' || (*v >= '0' && *v <= '9')) &&
+		    utf8_valid(key, klen)) {
 			char num[64];
 			if (vlen < sizeof(num)) {
 				memcpy(num, v, vlen);

@@ -25,6 +25,10 @@ struct field_val {
 	double value;
 };
 
+/* Whether p[0..n) is well-formed UTF-8 (no overlongs, surrogates or code
+ * points past U+10FFFF). */
+int utf8_valid(const uint8_t *p, size_t n);
+
 /* A JSON object's top-level numbers, into out[FIELDS_MAX].  Returns how
  * many, or -1 when the payload is not one JSON object. */
 int fields_json(const uint8_t *p, size_t len, struct field_val *out);

@@ -164,7 +164,8 @@ static void fetch_payload(struct qrec *r)
 		return;
 	}
 	size_t dlen = strlen(r->device);
-	if (h->type != REC_DATA || h->seq != r->seq || h->id_len != dlen || memcmp(rec_id(h), r->device, dlen) ||
+	if (h->type != REC_DATA || h->seq != r->seq || h->plen != r->len || h->id_len != dlen ||
+	    memcmp(rec_id(h), r->device, dlen) ||
 	    seg_rec_check((const uint8_t *)h, rec_total(h), max_plen) != SEG_REC_OK) {
 		/* the segment was retired and its file reused for newer records */
 		r->missing = "retired";
@@ -257,8 +258,9 @@ static int latest(const struct query *q)
 	while (nf < LATEST_FIELDS && (rc = sqlite3_step(fl)) == SQLITE_ROW) {
 		char q2[300];
 		snprintf(q2, sizeof(q2), "SELECT %s, v%lld FROM records WHERE device = ?1 AND %s >= ?2 AND %s < ?3 AND "
-			 "v%lld IS NOT NULL ORDER BY %s DESC, lsn DESC LIMIT 1", t + 2,
-			 (long long)sqlite3_column_int64(fl, 0), t + 2, t + 2, (long long)sqlite3_column_int64(fl, 0), t + 2);
+			 "v%lld IS NOT NULL%s ORDER BY %s DESC, lsn DESC LIMIT 1", t + 2,
+			 (long long)sqlite3_column_int64(fl, 0), t + 2, t + 2, (long long)sqlite3_column_int64(fl, 0),
+			 q->topic >= 0 ? " AND topic = ?4" : "", t + 2);
 		snprintf(names[nf], sizeof(names[nf]), "%s", (const char *)sqlite3_column_text(fl, 1));
 		if (sqlite3_prepare_v2(db, q2, -1, &fv[nf], NULL) != SQLITE_OK) {
 			rc = SQLITE_ERROR;
@@ -288,6 +290,8 @@ static int latest(const struct query *q)
 			sqlite3_bind_int64(fv[i], 1, dev);
 			sqlite3_bind_int64(fv[i], 2, (int64_t)q->from);
 			sqlite3_bind_int64(fv[i], 3, (int64_t)q->to);
+			if (q->topic >= 0)
+				sqlite3_bind_int(fv[i], 4, q->topic);
 			if (sqlite3_step(fv[i]) != SQLITE_ROW)
 				continue;
 			fields[n++] = (struct qfield){ names[i], sqlite3_column_double(fv[i], 1),

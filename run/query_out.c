@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/fields.h"
 
 static int header_done;
 static FILE *o;   /* stdout, or a memory stream while a nested value is built */
@@ -32,39 +33,6 @@ int qfmt_parse(const char *s, enum qfmt *ret)
 			return 0;
 		}
 	return -1;
-}
-
-/* Well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
-static int utf8_valid(const uint8_t *p, size_t n)
-{
-	size_t i = 0;
-	while (i < n) {
-		uint8_t c = p[i];
-		size_t k;
-		uint32_t cp;
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			k = 1, cp = c & 0x1f;
-		} else if ((c & 0xf0) == 0xe0) {
-			k = 2, cp = c & 0x0f;
-		} else if ((c & 0xf8) == 0xf0) {
-			k = 3, cp = c & 0x07;
-		} else {
-			return 0;
-		}
-		for (size_t j = 1; j <= k; j++) {
-			if (i + j >= n || (p[i + j] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (p[i + j] & 0x3f);
-		}
-		static const uint32_t least[4] = { 0, 0x80, 0x800, 0x10000 };
-		if (cp < least[k] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return 0;
-		i += k + 1;
-	}
-	return 1;
 }
 
 static void json_str(const uint8_t *p, size_t n)
@@ -261,18 +229,19 @@ void out_latest(enum qfmt f, const struct qrec *r, const struct qfield *fields, 
 	size_t blen = 0;
 	FILE *keep = o;
 	FILE *m = open_memstream(&buf, &blen);
-	if (m)
+	if (m) {   /* else "fields":{}, rather than the object spilt into the row */
 		o = m;
-	fputc_('{');
-	for (size_t i = 0; i < n; i++) {
-		if (i)
-			fputc_(',');
-		json_cstr(fields[i].name);
-		fputs(":{\"value\":", o);
-		num(fields[i].value);
-		fprintf(o, ",\"ts_ns\":%" PRIu64 "}", fields[i].ts_ns);
+		fputc_('{');
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				fputc_(',');
+			json_cstr(fields[i].name);
+			fputs(":{\"value\":", o);
+			num(fields[i].value);
+			fprintf(o, ",\"ts_ns\":%" PRIu64 "}", fields[i].ts_ns);
+		}
+		fputc_('}');
 	}
-	fputc_('}');
 	o = keep;
 	if (m)
 		fclose(m);

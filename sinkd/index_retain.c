@@ -39,7 +39,14 @@ static int pass(struct index_retainer *r)
 		sqlite3_bind_int64(r->del_rec, 1, cutoff);
 		rc = sqlite3_step(r->del_rec);
 		sqlite3_reset(r->del_rec);
-	} while (rc == SQLITE_DONE && sqlite3_changes(r->db) == atoi(RETAIN_BATCH) && !r->stop);
+		if (rc == SQLITE_DONE && sqlite3_changes(r->db) == atoi(RETAIN_BATCH)) {
+			/* a backlog: let the instance's writer have the lock between batches */
+			struct timespec gap = { 0, 5 * 1000000 };
+			nanosleep(&gap, NULL);
+		} else {
+			break;
+		}
+	} while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED));
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -120,7 +127,7 @@ void index_retain_stop(struct index_retainer *r)
 	if (!r)
 		return;
 	pthread_mutex_lock(&r->mu);
-	r->stop = 1;
+	__atomic_store_n(&r->stop, 1, __ATOMIC_RELAXED);
 	pthread_cond_signal(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 	pthread_join(r->th, NULL);

@@ -69,7 +69,8 @@ struct index {
 	sqlite3 *db;
 	char path[512];
 	const struct sink_env *env;
-	sqlite3_stmt *ins_rec, *ins_dev, *ins_field, *set_next;
+	sqlite3_stmt *ins_rec, *ins_dev, *ins_field, *sel_dev, *sel_field, *set_next;
+	int dirty;                  /* batches committed since the last commit() */
 	int rec_stale;              /* a field column came or went: ins_rec is made anew */
 	int64_t bound[FIELDS_MAX];  /* the field ids the last record bound */
 	int nbound;
@@ -228,8 +229,10 @@ static int open_db(struct index *x, const struct index_cfg *cfg, const void *blo
 	if ((r = load_names(x, err)) < 0)
 		return r;
 	x->rec_stale = 1;
-	if ((r = prepare(x, "INSERT INTO devices(name) VALUES(?1)", &x->ins_dev, err)) < 0 ||
-	    (r = prepare(x, "INSERT INTO fields(name) VALUES(?1)", &x->ins_field, err)) < 0 ||
+	if ((r = prepare(x, "INSERT OR IGNORE INTO devices(name) VALUES(?1)", &x->ins_dev, err)) < 0 ||
+	    (r = prepare(x, "INSERT OR IGNORE INTO fields(name) VALUES(?1)", &x->ins_field, err)) < 0 ||
+	    (r = prepare(x, "SELECT id FROM devices WHERE name = ?1", &x->sel_dev, err)) < 0 ||
+	    (r = prepare(x, "SELECT id FROM fields WHERE name = ?1", &x->sel_field, err)) < 0 ||
 	    (r = prepare(x, "UPDATE meta SET value = ?1 WHERE key = 'next_lsn'", &x->set_next, err)) < 0)
 		return r;
 	if (cfg->retain_ms && !x->backfill)
@@ -243,7 +246,7 @@ static void index_exit(void *state)
 	if (!x)
 		return;
 	index_retain_stop(x->retainer);
-	sqlite3_stmt *sts[] = { x->ins_rec, x->ins_dev, x->ins_field, x->set_next };
+	sqlite3_stmt *sts[] = { x->ins_rec, x->ins_dev, x->ins_field, x->sel_dev, x->sel_field, x->set_next };
 	for (size_t i = 0; i < sizeof(sts) / sizeof(sts[0]); i++)
 		sqlite3_finalize(sts[i]);
 	sqlite3_close(x->db);
@@ -397,14 +400,25 @@ static int64_t name_id(struct index *x, struct idmap *m, sqlite3_stmt *ins, cons
 	sqlite3_reset(ins);
 	if (rc != SQLITE_DONE)
 		return -1;
-	id = sqlite3_last_insert_rowid(x->db);
+	int added = sqlite3_changes(x->db) == 1;
+	if (added) {
+		id = sqlite3_last_insert_rowid(x->db);
+	} else {
+		/* another writer (a backfill) added it: its column too */
+		sqlite3_stmt *sel = m == &x->fields ? x->sel_field : x->sel_dev;
+		sqlite3_bind_text(sel, 1, name, (int)len, SQLITE_STATIC);
+		rc = sqlite3_step(sel);
+		id = rc == SQLITE_ROW ? sqlite3_column_int64(sel, 0) : -1;
+		sqlite3_reset(sel);
+		if (id < 0)
+			return -1;
+	}
 	if (idmap_put(m, name, len, id) < 0)
 		return -1;
 	if (m == &x->fields) {
 		char sql[96];
 		snprintf(sql, sizeof(sql), "ALTER TABLE records ADD COLUMN v%" PRId64 " REAL", id);
-		char e[SINK_ERR_LEN];
-		if (exec(x, sql, e) < 0 || make_view(x) < 0)
+		if ((added && sqlite3_exec(x->db, sql, NULL, NULL, NULL) != SQLITE_OK) || make_view(x) < 0)
 			return -1;
 		x->rec_stale = 1;
 	}
@@ -482,14 +496,17 @@ static enum sink_rc index_deliver(void *state, const struct sink_record *recs, s
 		if (add_record(x, &recs[i]) < 0)
 			return rollback(x, "adding a record", err);
 	uint64_t next = sink_rec_lsn(&recs[n - 1]) + 1;
-	if (x->backfill || next < x->next_lsn)
-		next = x->next_lsn;
-	sqlite3_bind_int64(x->set_next, 1, (int64_t)next);
-	int rc = sqlite3_step(x->set_next);
-	sqlite3_reset(x->set_next);
+	int rc = SQLITE_DONE;
+	if (!x->backfill && next > x->next_lsn) {   /* a backfill's batches are below it */
+		sqlite3_bind_int64(x->set_next, 1, (int64_t)next);
+		rc = sqlite3_step(x->set_next);
+		sqlite3_reset(x->set_next);
+	}
 	if (rc != SQLITE_DONE || sqlite3_exec(x->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
 		return rollback(x, "committing a batch", err);
-	x->next_lsn = next;
+	if (!x->backfill && next > x->next_lsn)
+		x->next_lsn = next;
+	x->dirty = 1;
 	return SINK_OK;
 }
 
@@ -497,16 +514,19 @@ static int index_commit(void *state, void **blob, size_t *blob_len, char err[SIN
 {
 	struct index *x = state;
 	int r;
-	if (x->next_lsn != x->synced_lsn) {
+	if (x->dirty) {
 		/* a FULL transaction syncs the WAL file: every batch before it */
-		if ((r = exec(x, "PRAGMA synchronous = FULL; BEGIN IMMEDIATE; INSERT OR REPLACE INTO meta "
-			      "VALUES('synced_ms', CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)); COMMIT", err)) < 0) {
-			sqlite3_exec(x->db, "ROLLBACK; PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
-			return r;
-		}
-		if ((r = exec(x, "PRAGMA synchronous = NORMAL", err)) < 0)
+		r = exec(x, "PRAGMA synchronous = FULL", err);
+		if (r == 0 && (r = exec(x, "BEGIN IMMEDIATE; INSERT OR REPLACE INTO meta VALUES('synced_ms', "
+				       "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)); COMMIT", err)) < 0)
+			sqlite3_exec(x->db, "ROLLBACK", NULL, NULL, NULL);
+		/* on its own: NORMAL again whatever failed before */
+		char e2[SINK_ERR_LEN];
+		int r2 = exec(x, "PRAGMA synchronous = NORMAL", r < 0 ? e2 : err);
+		if (r < 0 || (r = r2) < 0)
 			return r;
 		x->synced_lsn = x->next_lsn;
+		x->dirty = 0;
 	}
 	uint8_t *b = malloc(12);
 	if (!b) {

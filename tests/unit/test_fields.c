@@ -33,6 +33,20 @@ static void test_top_level_numbers_only(void **st)
 	/* a key with an escape is not a name; its value is still skipped */
 	assert_int_equal(json("{\"a\\\"b\": 1, \"c\": 2}", fv), 1);
 	assert_field(&fv[0], "c", 2);
+	/* a key that is not UTF-8 is no name either */
+	assert_int_equal(json("{\"t\xe9\": 1, \"t\xc3\xa9\": 2}", fv), 1);
+	assert_field(&fv[0], "t\xc3\xa9", 2);
+}
+
+static void test_utf8_valid(void **st)
+{
+	const char *good[] = { "", "abc", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf" };
+	const char *bad[] = { "\xc3", "\xe9", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+			      "\xff", "a\x80", "\xe2\x82" };
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		assert_true(utf8_valid((const uint8_t *)good[i], strlen(good[i])));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_false(utf8_valid((const uint8_t *)bad[i], strlen(bad[i])));
 }
 
 static void test_anything_but_one_object_has_no_fields(void **st)
@@ -103,6 +117,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_top_level_numbers_only),
+		cmocka_unit_test(test_utf8_valid),
 		cmocka_unit_test(test_anything_but_one_object_has_no_fields),
 		cmocka_unit_test(test_at_most_fields_max_are_taken),
 		cmocka_unit_test(test_layout_reads_each_type_and_endianness),
