@@ -49,14 +49,20 @@ def send_json(p, device, frames):
     return acked
 
 
+def send_devices(p, devices, n):
+    """json_frames of devices dev-0 .. dev-(devices-1), n each, indexed:
+    {device: [(seq, payload, ts_ns)]}."""
+    sent = {}
+    for d in range(devices):
+        sent[f"dev-{d}"] = list(json_frames(d, n))
+        send_json(p, f"dev-{d}", sent[f"dev-{d}"])
+    p.wait_sinks_caught_up()
+    return sent
+
+
 def test_every_record_is_one_row_with_its_json_numbers(pipeline_factory):
     p = index_pipeline(pipeline_factory).start()
-    sent = {}
-    for d in range(3):
-        frames = list(json_frames(d, 200))
-        send_json(p, f"dev-{d}", frames)
-        sent[f"dev-{d}"] = frames
-    p.wait_sinks_caught_up()
+    sent = send_devices(p, 3, 200)
     c = db(p)
     rows = c.execute("SELECT * FROM records_v ORDER BY lsn").fetchall()
     assert len(rows) == 600
@@ -168,13 +174,8 @@ def rfc3339(ns):
 def indexed(pipeline_factory):
     """Three devices' JSON frames, one a second of device time each, indexed."""
     p = index_pipeline(pipeline_factory).start()
-    sent = {}
-    for d in range(3):
-        frames = list(json_frames(d, 300))
-        send_json(p, f"dev-{d}", frames)
-        sent[f"dev-{d}"] = [{"device": f"dev-{d}", "seq": s, "ts_ns": t, "payload": pl.decode()}
-                            for s, pl, t in frames]
-    p.wait_sinks_caught_up()
+    sent = {dev: [{"device": dev, "seq": s, "ts_ns": t, "payload": pl.decode()} for s, pl, t in frames]
+            for dev, frames in send_devices(p, 3, 300).items()}
     return p, sent
 
 
