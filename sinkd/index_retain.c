@@ -8,7 +8,9 @@
 #include <string.h>
 #include <time.h>
 
-#define RETAIN_BATCH "5000"
+#define RETAIN_BATCH 5000
+#define STR_(x) #x
+#define STR(x) STR_(x)
 #define RETAIN_EVERY_MS 1000
 
 struct index_retainer {
@@ -39,7 +41,7 @@ static int pass(struct index_retainer *r)
 		sqlite3_bind_int64(r->del_rec, 1, cutoff);
 		rc = sqlite3_step(r->del_rec);
 		sqlite3_reset(r->del_rec);
-		if (rc == SQLITE_DONE && sqlite3_changes(r->db) == atoi(RETAIN_BATCH)) {
+		if (rc == SQLITE_DONE && sqlite3_changes(r->db) == RETAIN_BATCH) {
 			/* a backlog: let the instance's writer have the lock between batches */
 			struct timespec gap = { 0, 5 * 1000000 };
 			nanosleep(&gap, NULL);
@@ -97,7 +99,7 @@ int index_retain_start(struct index_retainer **ret, const char *path, int64_t re
 	if (ok)
 		sqlite3_busy_timeout(r->db, 10000);
 	ok = ok && sqlite3_prepare_v3(r->db, "DELETE FROM records WHERE lsn IN (SELECT lsn FROM records WHERE ts_ns < ?1 "
-				      "LIMIT " RETAIN_BATCH ")", -1, SQLITE_PREPARE_PERSISTENT, &r->del_rec,
+				      "LIMIT " STR(RETAIN_BATCH) ")", -1, SQLITE_PREPARE_PERSISTENT, &r->del_rec,
 				      NULL) == SQLITE_OK;
 	if (!ok) {
 		snprintf(err, SINK_ERR_LEN, "%s: retain_ms: %s", path, r->db ? sqlite3_errmsg(r->db) : "out of memory");

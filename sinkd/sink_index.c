@@ -27,7 +27,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "common/frame.h"
 #include "common/index_schema.h"
@@ -81,7 +80,6 @@ struct index {
 	int backfill;               /* rows below next_lsn too; next_lsn is the live instance's */
 	int64_t max_fields;
 	uint64_t next_lsn;          /* in the database, committed or not */
-	uint64_t synced_lsn;        /* next_lsn at the last commit() */
 };
 
 static int fail_db(struct index *x, const char *what, char err[SINK_ERR_LEN])
@@ -220,7 +218,6 @@ static int open_db(struct index *x, const struct index_cfg *cfg, const void *blo
 	if ((r = exec(x, INDEX_SCHEMA_SQL "INSERT OR IGNORE INTO meta VALUES('schema', " MI_STR(INDEX_SCHEMA) "), ('next_lsn', 0);", err)) < 0 ||
 	    (r = meta_u64(x, "next_lsn", &x->next_lsn, &found, err)) < 0 || (r = exec(x, "COMMIT", err)) < 0)
 		return r;
-	x->synced_lsn = x->next_lsn;
 	if (blob_len == 12 && mi_get32(blob) == BLOB_MAGIC && mi_get64((const uint8_t *)blob + 4) > x->next_lsn)
 		x->env->log(x->env, SINK_LOG_ERROR, "%s holds records below LSN %" PRIu64 " only, but LSN %" PRIu64
 			    " was committed: the database was replaced or lost its end; the records between are "
@@ -294,8 +291,11 @@ static int index_init(void **state, const void *cfgp, const struct sink_env *env
 
 #define REC_PARAMS 7   /* a field's parameter in ins_rec: REC_PARAMS + its id */
 
-/* SQL of the base columns and field columns, for the insert and the view */
-static int field_cols(struct index *x, char **ret, int view)
+/* The field columns as SQL: the insert's column list, its parameters (in
+ * the same slot order), or the view's named columns. */
+enum cols_as { COLS_INSERT, COLS_PARAMS, COLS_VIEW };
+
+static int field_cols(struct index *x, char **ret, enum cols_as as)
 {
 	char *buf = NULL;
 	size_t len = 0;
@@ -306,8 +306,12 @@ static int field_cols(struct index *x, char **ret, int view)
 		const struct idmap_ent *e = x->fields.slot[i];
 		if (!e)
 			continue;
-		if (!view) {
+		if (as == COLS_INSERT) {
 			fprintf(f, ", v%" PRId64, e->id);
+			continue;
+		}
+		if (as == COLS_PARAMS) {
+			fprintf(f, ", ?%" PRId64, REC_PARAMS + e->id);
 			continue;
 		}
 		/* named as the field, quoted; a field named as a base column
@@ -337,7 +341,7 @@ static int field_cols(struct index *x, char **ret, int view)
 static int make_view(struct index *x)
 {
 	char *cols;
-	if (field_cols(x, &cols, 1) < 0)
+	if (field_cols(x, &cols, COLS_VIEW) < 0)
 		return -1;
 	char *sql = sqlite3_mprintf("DROP VIEW IF EXISTS records_v; CREATE VIEW records_v AS SELECT r.lsn, d.name AS "
 				    "device, r.topic, r.seq, r.ts_ns, r.srv_ns, r.len%s FROM records r JOIN devices d "
@@ -350,18 +354,11 @@ static int make_view(struct index *x)
 
 static int prepare_insert(struct index *x)
 {
-	char *cols;
-	if (field_cols(x, &cols, 0) < 0)
+	char *cols, *vals;
+	if (field_cols(x, &cols, COLS_INSERT) < 0)
 		return -1;
-	char *vals = NULL;
-	size_t vlen = 0;
-	FILE *f = open_memstream(&vals, &vlen);
-	for (size_t i = 0; f && i < x->fields.cap; i++)
-		if (x->fields.slot[i])
-			fprintf(f, ", ?%" PRId64, REC_PARAMS + x->fields.slot[i]->id);
-	if (!f || fclose(f) != 0) {
+	if (field_cols(x, &vals, COLS_PARAMS) < 0) {
 		free(cols);
-		free(vals);
 		return -1;
 	}
 	char *sql = sqlite3_mprintf("INSERT OR IGNORE INTO records(lsn, device, topic, seq, ts_ns, srv_ns, len%s) "
@@ -525,7 +522,6 @@ static int index_commit(void *state, void **blob, size_t *blob_len, char err[SIN
 		int r2 = exec(x, "PRAGMA synchronous = NORMAL", r < 0 ? e2 : err);
 		if (r < 0 || (r = r2) < 0)
 			return r;
-		x->synced_lsn = x->next_lsn;
 		x->dirty = 0;
 	}
 	uint8_t *b = malloc(12);
@@ -534,7 +530,7 @@ static int index_commit(void *state, void **blob, size_t *blob_len, char err[SIN
 		return -ENOMEM;
 	}
 	mi_put32(b, BLOB_MAGIC);
-	mi_put64(b + 4, x->synced_lsn);
+	mi_put64(b + 4, x->next_lsn);   /* synced just above, or by an earlier commit */
 	*blob = b;
 	*blob_len = 12;
 	return 0;
