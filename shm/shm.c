@@ -622,6 +622,6 @@ const char *shm_counter_name(enum shm_stage_id s, unsigned i)
 
 const char *shm_sink_state_name(unsigned st)
 {
-	static const char *const n[SINK_ST_MAX] = { "off", "running", "retrying", "stopped", "skipping" };
+	static const char *const n[SINK_ST_MAX] = { "off", "running", "retrying", "stopped", "skipping", "failing" };
 	return st < SINK_ST_MAX ? n[st] : "?";
 }

@@ -136,9 +136,10 @@ int backfill_run(const struct settings *s, struct sink_inst *in, const struct ba
 	if (r < 0)
 		goto out;
 
-	struct sink_env env = { .abi = SINK_ABI_VERSION, .flags = SINK_ENV_BACKFILL, .backfill_from = from,
-				.backfill_to = to, .name = in->name, .data_dir = s->data_dir, .log = instance_log,
-				.topic_name = instance_topic_name, .host = (void *)s };
+	struct sink_env env;
+	instance_env(&env, in, s, from, SINK_ENV_BACKFILL);
+	env.backfill_from = from;
+	env.backfill_to = to;
 	char serr[SINK_ERR_LEN];
 	if (in->d->init(&state, in->cfg, &env, NULL, 0, serr) < 0) {
 		snprintf(err, CFG_ERR_LEN, "sink %s: init: %s", in->name, serr);

@@ -265,7 +265,7 @@ void instances_free(struct sink_inst *insts, unsigned n)
 	}
 }
 
-void instance_log(const struct sink_env *env, enum sink_log_level level, const char *fmt, ...)
+static void instance_log(const struct sink_env *env, enum sink_log_level level, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -277,11 +277,35 @@ void instance_log(const struct sink_env *env, enum sink_log_level level, const c
 		env->flags & SINK_ENV_BACKFILL ? " (backfill)" : "", buf);
 }
 
-const char *instance_topic_name(const struct sink_env *env, uint16_t topic)
+static const char *instance_topic_name(const struct sink_env *env, uint16_t topic)
 {
 	const struct settings *s = env->host;
 	for (uint32_t i = 0; i < s->ntopics; i++)
 		if (s->topics[i].id == topic)
 			return s->topics[i].name;
 	return NULL;
+}
+
+static uint32_t reload_count;
+
+void instance_note_reload(void)
+{
+	__atomic_fetch_add(&reload_count, 1, __ATOMIC_RELAXED);
+}
+
+static uint32_t instance_reloads(const struct sink_env *env)
+{
+	(void)env;
+	return __atomic_load_n(&reload_count, __ATOMIC_RELAXED);
+}
+
+void instance_env(struct sink_env *env, const struct sink_inst *in, const struct settings *s, uint64_t start_lsn,
+		  uint32_t flags)
+{
+	*env = (struct sink_env){
+		.abi = SINK_ABI_VERSION, .flags = flags, .start_lsn = start_lsn,
+		.batch_records = in->p.batch_records, .batch_bytes = in->p.batch_bytes, .batch_ms = in->p.batch_ms,
+		.name = in->name, .data_dir = s->data_dir, .log = instance_log, .topic_name = instance_topic_name,
+		.reloads = instance_reloads, .host = (void *)s,
+	};
 }

@@ -54,12 +54,15 @@ void instances_free(struct sink_inst *insts, unsigned n);
 /* The type's keys as config rows of `section` (d->nopts of them). */
 int instance_rows(const struct sink_desc *d, const char *section, struct cfg_opt *rows, char err[CFG_ERR_LEN]);
 
-/* sink_env.log for every instance: one line, "sink NAME: ...". */
-void instance_log(const struct sink_env *env, enum sink_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* The env an instance's init() gets: its name, the data dir, its batch
+ * limits, where delivery starts (flags: SINK_ENV_*, backfill_* for a
+ * backfill), and the host's log, topic-name and reload calls. */
+void instance_env(struct sink_env *env, const struct sink_inst *in, const struct settings *s, uint64_t start_lsn,
+		  uint32_t flags);
 
-/* sink_env.topic_name: env->host is the struct settings. */
-const char *instance_topic_name(const struct sink_env *env, uint16_t topic);
+/* A reload was asked for (SIGHUP): sink_env.reloads() grows.  Safe in a
+ * signal handler. */
+void instance_note_reload(void);
 
 /* Built-in sink types, NULL-terminated. */
 extern const struct sink_desc *const sink_builtins[];

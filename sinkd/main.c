@@ -31,8 +31,10 @@ static volatile int stop_requested;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	stop_requested = 1;
+	if (sig == SIGHUP)
+		instance_note_reload();
+	else
+		stop_requested = 1;
 }
 
 struct run {
@@ -60,7 +62,8 @@ static void usage(FILE *f)
 		"segments and delivers them to every sink instance named in [sinkd] sinks,\n"
 		"each in its own thread with its own committed offset in\n"
 		"<data dir>/sinks/<name>.offset.  Normally run by run/supervise.  SIGTERM\n"
-		"commits and stops.\n"
+		"commits and stops; SIGHUP has sinks read their own files again (the cloud\n"
+		"sink's credentials).\n"
 		"\n"
 		"  -c, --config FILE  config file (default: built-in defaults)\n"
 		"      --only NAME    run only instance NAME (one with process = own, or any\n"
@@ -128,19 +131,18 @@ static int start(struct run *u, const struct settings *s, struct shm_ctl *ctl, c
 			 r == -EBADMSG ? "damaged" : strerror(-r));
 		goto fail;
 	}
-	u->env = (struct sink_env){ .abi = SINK_ABI_VERSION, .name = in->name, .data_dir = s->data_dir,
-				    .log = instance_log, .topic_name = instance_topic_name, .host = (void *)s };
-	r = in->d->init(&u->state, in->cfg, &u->env, blob, blob_len, err);
-	free(blob);
-	if (r < 0) {
-		snprintf(msg, sizeof(msg), "init: %s", err);
-		goto fail;
-	}
 	uint64_t durable = shm_load_acquire(&ctl->durable_lsn);
 	if (lsn > durable) {
 		log_warn("sink %s: committed offset %llu is past the end of the log (%llu): the log was cut; "
 			 "resuming at its end", in->name, (unsigned long long)lsn, (unsigned long long)durable);
 		lsn = durable;
+	}
+	instance_env(&u->env, in, s, lsn, 0);
+	r = in->d->init(&u->state, in->cfg, &u->env, blob, blob_len, err);
+	free(blob);
+	if (r < 0) {
+		snprintf(msg, sizeof(msg), "init: %s", err);
+		goto fail;
 	}
 	shm_store_relaxed(&pub->committed_lsn, lsn);
 	u->r = (struct runner){
@@ -277,6 +279,7 @@ int main(int argc, char **argv)
 	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (backfill) {
 		for (int i = 0; i < n; i++)

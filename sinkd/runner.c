@@ -59,37 +59,53 @@ static void wait_durable(struct runner *r, uint64_t lsn, uint64_t timeout_ns)
 		futex_seq_wait(&ctl->durable, seen, timeout_ns);
 }
 
-/* Makes the sink durable up to the cursor, then records (cursor, blob).
- * A failed sink commit means the sink went back to its previous commit:
- * the caller rewinds and redelivers.  A failed offset write is only a
- * warning: the stored (LSN, blob) pair stays older but self-consistent, so
- * a restart cuts the sink back to it and redelivers, losing and repeating
- * nothing. */
-static int commit(struct runner *r)
+/* Makes the sink durable up to the cursor, or as far as it says it is,
+ * then records (that LSN, blob).  A failed sink commit means the sink went
+ * back to its previous commit: the caller rewinds and redelivers.  A failed
+ * offset write is only a warning: the stored (LSN, blob) pair stays older
+ * but self-consistent, so a restart cuts the sink back to it and
+ * redelivers, losing and repeating nothing.  A pair the same as the stored
+ * one (a sink holding its records a while) is not written again. */
+static enum sink_rc commit(struct runner *r, uint32_t *retry_ms)
 {
-	void *blob = NULL;
-	size_t len = 0;
+	struct sink_commit c = { .upto = r->cursor, .stored = r->stored };
 	char err[SINK_ERR_LEN], msg[SINK_ERR_LEN + 64];
-	int rc = r->d->commit(r->state, &blob, &len, err);
-	if (rc < 0) {
+	enum sink_rc rc = r->d->commit(r->state, &c, retry_ms, err);
+	if (rc != SINK_OK) {
 		snprintf(msg, sizeof(msg), "commit: %s", err);
 		note_error(r, msg);
-		log_warn("sink %s: %s; redelivering from LSN %llu", r->name, msg, (unsigned long long)r->committed);
+		if (rc != SINK_FATAL)
+			log_warn("sink %s: %s; redelivering from LSN %llu", r->name, msg,
+				 (unsigned long long)r->committed);
+		free(c.blob);
 		return rc;
+	}
+	if (c.upto > r->cursor) {
+		log_warn("sink %s: commit said LSN %llu, past what it was given (%llu): recording %llu", r->name,
+			 (unsigned long long)c.upto, (unsigned long long)r->cursor, (unsigned long long)r->cursor);
+		c.upto = r->cursor;
 	}
 	fault_point("sinkd.after_sink_commit");
 	count(r, SC_COMMITS, 1);
-	if (!r->no_offsets) {
-		int e = offset_store(r->offset_dir, r->name, r->cursor, blob, len);
-		if (e < 0)
+	int same = c.upto == r->stored && c.blob_len == r->stored_blob_len &&
+		   (!c.blob_len || !memcmp(c.blob, r->stored_blob, c.blob_len));
+	if (!r->no_offsets && !same) {
+		int e = offset_store(r->offset_dir, r->name, c.upto, c.blob, c.blob_len);
+		if (e < 0) {
 			log_warn("sink %s: %s/%s.offset: %s (kept the previous offset)", r->name, r->offset_dir,
 				 r->name, strerror(-e));
-		else
-			shm_store_relaxed(&r->pub->committed_lsn, r->cursor);
+		} else {
+			shm_store_relaxed(&r->pub->committed_lsn, c.upto);
+			r->stored = c.upto;
+			free(r->stored_blob);
+			r->stored_blob = c.blob;
+			r->stored_blob_len = c.blob_len;
+			c.blob = NULL;
+		}
 	}
-	free(blob);
-	r->committed = r->cursor;
-	return 0;
+	free(c.blob);
+	r->committed = c.upto;
+	return SINK_OK;
 }
 
 static int wanted(const struct runner *r, uint16_t topic)
@@ -186,18 +202,31 @@ static void scout_passed(struct runner *r, struct scout *sc, uint64_t to, uint64
 	shm_store_relaxed(&r->pub->lag_records, sc->n);
 }
 
-/* Back to the last commit after a failure: the same records again, later. */
-static void rewind_after(struct runner *r, struct scout *sc, int *retrying, uint32_t delay_ms)
+/* Back to the last commit after a failure: the same records again, later;
+ * a refusal (FAILING) no sooner than retry_max_ms. */
+static void rewind_after(struct runner *r, struct scout *sc, int *retrying, enum sink_rc rc, uint32_t delay_ms)
 {
 	r->cursor = r->committed;
 	sc->lsn = r->cursor;   /* counted again from there */
 	sc->n = 0;
 	*retrying = 1;
-	set_state(r, SINK_ST_RETRYING);
+	set_state(r, rc == SINK_FAILING ? SINK_ST_FAILING : SINK_ST_RETRYING);
 	shm_store_relaxed(&r->pub->retries, r->pub->retries + 1);
 	shm_store_relaxed(&r->pub->failures, r->pub->failures + 1);
 	count(r, SC_RETRIES, 1);
+	if (rc == SINK_FAILING && delay_ms < r->p.retry_max_ms)
+		delay_ms = r->p.retry_max_ms;
 	nap_ms(r, delay_ms);
+}
+
+/* The sink said FATAL: this instance stops, the others go on. */
+static void stop_fatal(struct runner *r, const char *err)
+{
+	note_error(r, err);
+	log_error("sink %s: %s; this instance stops (the others go on)", r->name, err);
+	count(r, SC_FATAL, 1);
+	shm_store_relaxed(&r->pub->failures, r->pub->failures + 1);
+	set_state(r, SINK_ST_STOPPED);
 }
 
 /* The log's first LSN, when its first segment starts past lsn (what lsn
@@ -293,7 +322,7 @@ int runner_run(struct runner *r)
 	backoff_init(&bo, r->p.retry_min_ms, r->p.retry_max_ms);
 	reader_init(&rd, r->wal_dir, r->segment_bytes);
 	reader_init(&sc.rd, r->wal_dir, r->segment_bytes);
-	r->cursor = r->committed = r->start_lsn;
+	r->cursor = r->committed = r->stored = r->start_lsn;
 	shm_store_relaxed(&r->pub->cursor_lsn, r->cursor);
 	set_state(r, SINK_ST_RUNNING);
 	while (!*r->stop) {
@@ -312,10 +341,22 @@ int runner_run(struct runner *r)
 			scout_step(r, &sc, limit);
 			if (r->committed != r->cursor) {
 				if (now - last_commit >= every) {
+					uint32_t retry_ms = backoff_next(&bo);
 					last_commit = now;
-					if (commit(r) < 0) {
-						rewind_after(r, &sc, &retrying, backoff_next(&bo));
+					enum sink_rc rc = commit(r, &retry_ms);
+					if (rc == SINK_FATAL) {
+						stop_fatal(r, r->pub->last_error);
+						ret = -EIO;
+						goto out;
+					}
+					if (rc != SINK_OK) {
+						rewind_after(r, &sc, &retrying, rc, retry_ms);
 						continue;
+					}
+					if (retrying) {
+						log_info("sink %s: delivering again", r->name);
+						retrying = 0;
+						set_state(r, ep.on ? SINK_ST_SKIPPING : SINK_ST_RUNNING);
 					}
 				} else if (every - (now - last_commit) < wait) {
 					wait = every - (now - last_commit);
@@ -401,8 +442,15 @@ int runner_run(struct runner *r)
 			now = clock_mono_ns();
 			if (retrying || now - last_commit >= r->p.commit_ms * MS) {
 				last_commit = now;
-				if (commit(r) < 0) {
-					rewind_after(r, &sc, &retrying, backoff_next(&bo));
+				retry_ms = backoff_next(&bo);
+				rc = commit(r, &retry_ms);
+				if (rc == SINK_FATAL) {
+					stop_fatal(r, r->pub->last_error);
+					ret = -EIO;
+					goto out;
+				}
+				if (rc != SINK_OK) {
+					rewind_after(r, &sc, &retrying, rc, retry_ms);
 				} else if (retrying) {
 					log_info("sink %s: delivering again", r->name);
 					retrying = 0;
@@ -412,26 +460,24 @@ int runner_run(struct runner *r)
 			continue;
 		}
 		if (rc == SINK_FATAL) {
-			char msg[SINK_ERR_LEN + 64];
-			snprintf(msg, sizeof(msg), "%s", err);
-			note_error(r, msg);
-			log_error("sink %s: %s; this instance stops (the others go on)", r->name, err);
-			count(r, SC_FATAL, 1);
-			shm_store_relaxed(&r->pub->failures, r->pub->failures + 1);
-			set_state(r, SINK_ST_STOPPED);
+			stop_fatal(r, err);
 			ret = -EIO;
 			goto out;
 		}
 		note_error(r, err);
 		if (!retrying)
 			log_warn("sink %s: %s; retrying from LSN %llu", r->name, err, (unsigned long long)r->committed);
-		rewind_after(r, &sc, &retrying, retry_ms);
+		rewind_after(r, &sc, &retrying, rc, retry_ms);
 	}
-	if (r->committed != r->cursor && !retrying)
-		commit(r);
+	if (r->committed != r->cursor && !retrying) {
+		uint32_t retry_ms = 0;
+		commit(r, &retry_ms);
+	}
 	set_state(r, SINK_ST_OFF);
 out:
 	free(b.recs);
+	free(r->stored_blob);
+	r->stored_blob = NULL;
 	reader_close(&rd);
 	reader_close(&sc.rd);
 	return ret;

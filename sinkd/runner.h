@@ -49,7 +49,10 @@ struct runner {
 	enum lag_policy policy;           /* [sink.NAME] lag_policy, lag_cap_bytes */
 	uint64_t lag_cap_bytes;
 	/* filled in */
-	uint64_t cursor, committed;
+	uint64_t cursor, committed;       /* delivered up to; the sink durable up to */
+	uint64_t stored;                  /* the LSN in the offset file ... */
+	void *stored_blob;                /* ... and its blob */
+	size_t stored_blob_len;
 	uint64_t delivered_records, delivered_bytes;
 };
 

@@ -7,17 +7,21 @@
  *   init(state, cfg, env, blob)      once; blob = what commit() returned last
  *   deliver(state, records, n)       batches, in LSN order, of the instance's
  *                                    topics; the records live during the call
- *   commit(state, &blob)             make everything delivered durable; the
- *                                    host then stores (next LSN, blob)
+ *   commit(state, &c)                make what was delivered durable, up to
+ *                                    c.upto (the sink may lower it to the
+ *                                    first record it still holds); the host
+ *                                    then stores (c.upto, c.blob)
  *   exit(state)
  *
  * After a crash the instance is initialised with the last stored blob and
  * redelivered from the stored LSN: a sink undoes what lies past its blob (as
  * the disk sink cuts its files back) or accepts at-least-once.  deliver()
- * returns SINK_OK, SINK_RETRY (the sink went back to its last commit; the
- * host redelivers from the committed LSN after *retry_ms, preset to the
- * instance's backoff with jitter) or SINK_FATAL (this instance stops; the
- * others go on).  All calls come from the instance's one thread.
+ * and commit() return SINK_OK, SINK_RETRY (the sink went back to its last
+ * commit; the host redelivers from the committed LSN after *retry_ms,
+ * preset to the instance's backoff with jitter), SINK_FAILING (the same,
+ * for a refusal no quick retry mends: a wrong key, a missing bucket; state
+ * failing, retried every retry_max_ms) or SINK_FATAL (this instance stops;
+ * the others go on).  All calls come from the instance's one thread.
  *
  * docs/SINKS.md is the whole contract, with an example that builds against
  * this header alone (examples/sinks/count/).  A loaded sink exports
@@ -29,10 +33,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SINK_ABI_VERSION 1
+#define SINK_ABI_VERSION 2
 #define SINK_PLUGIN_SYMBOL "mi_sink_plugin"
 
-enum sink_rc { SINK_OK, SINK_RETRY, SINK_FATAL };
+enum sink_rc { SINK_OK, SINK_RETRY, SINK_FATAL, SINK_FAILING };
 
 /* One stored record, as the host hands it to deliver(): a view into the
  * log, valid only during that call.  Read it through the accessors below;
@@ -98,6 +102,12 @@ struct sink_env {
 	 * blob, and its commits are never stored: a sink whose output is not
 	 * keyed by LSN writes it apart from the live instance's */
 	uint64_t backfill_from, backfill_to;
+	uint64_t start_lsn;          /* where delivery starts: the stored offset */
+	/* the instance's batch limits ([sink.NAME] batch_*): a sink that
+	 * gathers its own batches across deliveries closes them at these */
+	uint32_t batch_records;
+	uint64_t batch_bytes;
+	uint64_t batch_ms;
 	const char *name;            /* the instance name */
 	const char *data_dir;        /* the pipeline's data directory */
 	/* one log line, prefixed "sink NAME: " by the host */
@@ -105,10 +115,25 @@ struct sink_env {
 		__attribute__((format(printf, 3, 4)));
 	/* the [topics] name of a topic id, or NULL when it has none */
 	const char *(*topic_name)(const struct sink_env *env, uint16_t topic);
+	/* how many reloads (SIGHUP) the host has been asked for: a sink that
+	 * reads files of its own (credentials) reads them again when it grows */
+	uint32_t (*reloads)(const struct sink_env *env);
 	void *host;                  /* the host's; do not touch */
 };
 
 #define SINK_ERR_LEN 256
+
+/* What commit() is told and tells back. */
+struct sink_commit {
+	/* in: the LSN after the last record delivered; out: at most that, and
+	 * no higher than the first record the sink still holds undurable (an
+	 * upload not yet made, a publish not yet acknowledged): a crash
+	 * redelivers from here */
+	uint64_t upto;
+	uint64_t stored;             /* in: the LSN the host last stored */
+	void *blob;                  /* out: malloc'd (freed by the host), or NULL */
+	size_t blob_len;
+};
 
 struct sink_desc {
 	uint32_t abi;                /* SINK_ABI_VERSION */
@@ -121,8 +146,7 @@ struct sink_desc {
 		    size_t blob_len, char err[SINK_ERR_LEN]);
 	enum sink_rc (*deliver)(void *state, const struct sink_record *recs, size_t n, uint32_t *retry_ms,
 				char err[SINK_ERR_LEN]);
-	/* *blob malloc'd (freed by the host), or NULL with *blob_len 0 */
-	int (*commit)(void *state, void **blob, size_t *blob_len, char err[SINK_ERR_LEN]);
+	enum sink_rc (*commit)(void *state, struct sink_commit *c, uint32_t *retry_ms, char err[SINK_ERR_LEN]);
 	void (*exit)(void *state);
 };
 #endif

@@ -484,9 +484,10 @@ static enum sink_rc disk_deliver(void *state, const struct sink_record *recs, si
 	return SINK_OK;
 }
 
-static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK_ERR_LEN])
+static enum sink_rc disk_commit(void *state, struct sink_commit *c, uint32_t *retry_ms, char err[SINK_ERR_LEN])
 {
 	struct disk *d = state;
+	(void)retry_ms;
 	/* the blob first: nothing may count as committed if it cannot be made */
 	uint32_t nfiles = 0;
 	for (uint32_t i = 0; i < d->nopen; i++)
@@ -496,7 +497,7 @@ static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK
 	if (!b) {
 		snprintf(err, SINK_ERR_LEN, "%s: out of memory for the resume state", d->dir);
 		reset_to_commit(d);
-		return -ENOMEM;
+		return SINK_RETRY;
 	}
 	for (uint32_t i = 0; i < d->nopen; i++) {
 		struct topic_file *f = d->files[d->open_list[i]];
@@ -507,7 +508,7 @@ static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK
 			snprintf(err, SINK_ERR_LEN, "%s: topic %u: %s", d->dir, d->open_list[i], strerror(-r));
 			reset_to_commit(d);
 			free(b);
-			return r;
+			return SINK_RETRY;
 		}
 	}
 	mi_put32(b, BLOB_MAGIC);
@@ -533,9 +534,9 @@ static int disk_commit(void *state, void **blob, size_t *blob_len, char err[SINK
 		mi_put64(x + 10, f->size);
 		x += 18;
 	}
-	*blob = b;
-	*blob_len = len;
-	return 0;
+	c->blob = b;
+	c->blob_len = len;
+	return SINK_OK;
 }
 
 const struct sink_desc sink_disk = {

@@ -507,9 +507,10 @@ static enum sink_rc index_deliver(void *state, const struct sink_record *recs, s
 	return SINK_OK;
 }
 
-static int index_commit(void *state, void **blob, size_t *blob_len, char err[SINK_ERR_LEN])
+static enum sink_rc index_commit(void *state, struct sink_commit *c, uint32_t *retry_ms, char err[SINK_ERR_LEN])
 {
 	struct index *x = state;
+	(void)retry_ms;
 	int r;
 	if (x->dirty) {
 		/* a FULL transaction syncs the WAL file: every batch before it */
@@ -520,20 +521,20 @@ static int index_commit(void *state, void **blob, size_t *blob_len, char err[SIN
 		/* on its own: NORMAL again whatever failed before */
 		char e2[SINK_ERR_LEN];
 		int r2 = exec(x, "PRAGMA synchronous = NORMAL", r < 0 ? e2 : err);
-		if (r < 0 || (r = r2) < 0)
-			return r;
+		if (r < 0 || r2 < 0)
+			return SINK_RETRY;
 		x->dirty = 0;
 	}
 	uint8_t *b = malloc(12);
 	if (!b) {
 		snprintf(err, SINK_ERR_LEN, "%s: out of memory for the resume state", x->path);
-		return -ENOMEM;
+		return SINK_RETRY;
 	}
 	mi_put32(b, BLOB_MAGIC);
 	mi_put64(b + 4, x->next_lsn);   /* synced just above, or by an earlier commit */
-	*blob = b;
-	*blob_len = 12;
-	return 0;
+	c->blob = b;
+	c->blob_len = 12;
+	return SINK_OK;
 }
 
 const struct sink_desc sink_index = {

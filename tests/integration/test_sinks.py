@@ -95,7 +95,7 @@ def test_a_sink_that_cannot_load_stops_alone_and_says_why(pipeline_factory, tmp_
     wait_for(lambda: sinks(p)["disk"]["records"] == 200, 20, "the disk instance to deliver")
     st = sinks(p)
     assert st["old"]["state"] == "stopped" and st["gone"]["state"] == "stopped"
-    assert f"{so}: built for sink ABI version 99, this sinkd speaks version 1" in st["old"]["last_error"]
+    assert f"{so}: built for sink ABI version 99, this sinkd speaks version 2" in st["old"]["last_error"]
     assert "missing.so: cannot load" in st["gone"]["last_error"]
     log = p.log.read_text()
     assert "sink old: type" in log and "this instance does not run (the others do)" in log

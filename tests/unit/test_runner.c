@@ -34,6 +34,10 @@ struct fake {
 	int retry_at;          /* the delivery (1-based) that answers RETRY, 0: none */
 	int fatal_at;
 	int fail_commit_at;    /* the commit (1-based) that fails */
+	int failing_at;        /* the delivery (1-based) that answers FAILING */
+	size_t hold;           /* commit() holds back the last `hold` records */
+	const struct shm_sink *pub;
+	uint32_t state_after;  /* the instance's state at the delivery after a refusal */
 	size_t deliveries;
 	size_t n_at_commit;    /* records held when the last commit succeeded */
 };
@@ -47,6 +51,13 @@ static enum sink_rc fake_deliver(void *state, const struct sink_record *recs, si
 	if ((int)f->deliveries == f->fatal_at) {
 		snprintf(err, SINK_ERR_LEN, "fake: told to fail");
 		return SINK_FATAL;
+	}
+	if (f->failing_at && (int)f->deliveries == f->failing_at + 1)
+		f->state_after = f->pub->state;
+	if ((int)f->deliveries == f->failing_at) {
+		f->n = f->n_at_commit;
+		snprintf(err, SINK_ERR_LEN, "fake: AccessDenied");
+		return SINK_FAILING;
 	}
 	if ((int)f->deliveries == f->retry_at) {
 		f->n = f->n_at_commit;     /* RETRY: back to the last commit */
@@ -71,19 +82,22 @@ static enum sink_rc fake_deliver(void *state, const struct sink_record *recs, si
 
 /* A sink that is at-least-once: after a failed commit it forgets what
  * it held since the last good one, as the host expects it to. */
-static int fake_commit(void *state, void **blob, size_t *blob_len, char err[SINK_ERR_LEN])
+static enum sink_rc fake_commit(void *state, struct sink_commit *c, uint32_t *retry_ms, char err[SINK_ERR_LEN])
 {
 	struct fake *f = state;
+	(void)retry_ms;
 	f->commits++;
 	if ((int)f->commits == f->fail_commit_at) {
 		f->n = f->n_at_commit;
 		snprintf(err, SINK_ERR_LEN, "fake: disk full");
-		return -ENOSPC;
+		return SINK_RETRY;
 	}
 	f->n_at_commit = f->n;
-	*blob = NULL;
-	*blob_len = 0;
-	return 0;
+	if (f->hold && f->n >= f->hold)
+		c->upto = f->lsn[f->n - f->hold];   /* not durable from there on */
+	c->blob = NULL;
+	c->blob_len = 0;
+	return SINK_OK;
 }
 
 static const struct sink_desc fake_desc = {
@@ -148,6 +162,7 @@ static int setup(void **state)
 		return -1;
 	f->ctl = memset(ctl, 0, sizeof(struct shm_ctl));
 	f->w.fd = f->w.dirfd = -1;
+	f->fake.pub = &f->pub;
 	write_log(f);
 	f->r = (struct runner){
 		.name = "t", .d = &fake_desc, .state = &f->fake,
@@ -267,6 +282,34 @@ static void test_failed_commit_rewinds_to_the_last_good_one(void **state)
 	assert_int_equal(stored_offset(f), f->end);
 }
 
+static void test_a_sink_holding_records_commits_below_them_and_gets_them_again(void **state)
+{
+	struct fix *f = *state;
+	f->fake.hold = 5;
+	assert_int_equal(runner_run(&f->r), 0);
+	uint64_t held = f->fake.lsn[NREC - 5];
+	assert_int_equal(stored_offset(f), held);
+	assert_int_equal(f->pub.committed_lsn, held);
+	/* a restart from the stored offset: the five it held, once more */
+	memset(&f->fake, 0, sizeof(f->fake));
+	f->fake.pub = &f->pub;
+	f->r.start_lsn = held;
+	assert_int_equal(runner_run(&f->r), 0);
+	expect_once(&f->fake, NREC - 4, NREC, 0x6);
+}
+
+static void test_a_refusal_shows_failing_and_is_retried(void **state)
+{
+	struct fix *f = *state;
+	f->fake.failing_at = 2;
+	assert_int_equal(runner_run(&f->r), 0);
+	expect_once(&f->fake, 1, NREC, 0x6);
+	assert_int_equal(f->fake.state_after, SINK_ST_FAILING);
+	assert_int_equal(f->pub.retries, 1);
+	assert_string_equal(f->pub.last_error, "fake: AccessDenied");
+	assert_int_equal(stored_offset(f), f->end);
+}
+
 static void test_fatal_stops_the_instance_and_says_why(void **state)
 {
 	struct fix *f = *state;
@@ -306,6 +349,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_resumes_after_its_committed_offset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_redelivers_the_same_records_after_a_backoff, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_commit_rewinds_to_the_last_good_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_sink_holding_records_commits_below_them_and_gets_them_again,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_refusal_shows_failing_and_is_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fatal_stops_the_instance_and_says_why, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_backfill_run_never_writes_the_offset, setup, teardown),
 	};

@@ -99,9 +99,10 @@ static enum sink_rc count_deliver(void *state, const struct sink_record *recs, s
 	return SINK_OK;
 }
 
-static int count_commit(void *state, void **blob, size_t *blob_len, char err[SINK_ERR_LEN])
+static enum sink_rc count_commit(void *state, struct sink_commit *out, uint32_t *retry_ms, char err[SINK_ERR_LEN])
 {
 	struct count *c = state;
+	(void)retry_ms;
 	char tmp[600], line[128];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", c->path);
 	int n = snprintf(line, sizeof(line), "records %llu bytes %llu last_lsn %llu\n",
@@ -115,12 +116,12 @@ static int count_commit(void *state, void **blob, size_t *blob_len, char err[SIN
 		c->records = c->c_records;
 		c->bytes = c->c_bytes;
 		c->last_lsn = c->c_lsn;
-		return -e;
+		return SINK_RETRY;
 	}
 	uint8_t *b = malloc(24);
 	if (!b) {
 		snprintf(err, SINK_ERR_LEN, "out of memory");
-		return -ENOMEM;
+		return SINK_RETRY;
 	}
 	memcpy(b, &c->records, 8);
 	memcpy(b + 8, &c->bytes, 8);
@@ -128,9 +129,9 @@ static int count_commit(void *state, void **blob, size_t *blob_len, char err[SIN
 	c->c_records = c->records;
 	c->c_bytes = c->bytes;
 	c->c_lsn = c->last_lsn;
-	*blob = b;
-	*blob_len = 24;
-	return 0;
+	out->blob = b;
+	out->blob_len = 24;
+	return SINK_OK;
 }
 
 static void count_exit(void *state)
