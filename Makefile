@@ -33,7 +33,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += $(WARN) -std=gnu11 -pthread $(SANFLAGS)
 CPPFLAGS += -D_GNU_SOURCE -I. -I/usr/include/iniparser -MMD -MP
 LDFLAGS  += -pthread $(SANFLAGS)
-LDLIBS   := -liniparser -lsodium -ljansson -lsqlite3 -lz
+LDLIBS   := -liniparser -lsodium -ljansson -lsqlite3 -lcurl -lcrypto -lz
 
 ifeq ($(V),1)
 Q :=
@@ -43,7 +43,8 @@ endif
 
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS := build-essential clang llvm libbpf-dev zlib1g-dev libsodium-dev \
-	libiniparser-dev libcmocka-dev libjansson-dev libsqlite3-dev sqlite3 pkg-config python3 \
+	libiniparser-dev libcmocka-dev libjansson-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev \
+	pkg-config python3 \
 	python3-pytest libclang-rt-14-dev bpftool jq procps util-linux
 
 LIB_SRC := $(sort $(wildcard common/*.c shm/*.c client/mi_client.c))
@@ -179,6 +180,19 @@ deps:
 		echo "  apt-get install -y" $$missing; exit 1; \
 	fi
 
+# test-only servers from npm (tests/servers/package.json, its lock file):
+# the S3-compatible store the cloud sink's tests upload to
+SERVERS_STAMP := tests/servers/node_modules/.package-lock.json
+servers: $(SERVERS_STAMP)
+$(SERVERS_STAMP): tests/servers/package.json tests/servers/package-lock.json
+	$(Q)command -v npm >/dev/null || { \
+		if [ "$$(id -u)" = 0 ]; then echo "  DEPS    installing: nodejs npm"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+		else echo "npm is missing; run as root: apt-get install -y nodejs npm"; exit 1; fi; }
+	@echo "  NPM     tests/servers"
+	$(Q)npm ci --prefix tests/servers --no-audit --no-fund --loglevel=error >/dev/null
+	$(Q)touch $@
+
 unit: $(UNIT_BIN)
 	$(Q)fail=0; for t in $(UNIT_BIN); do \
 		echo "  UNIT    $$t"; $$t || fail=1; done; exit $$fail
@@ -186,12 +200,12 @@ unit: $(UNIT_BIN)
 unit-asan:
 	$(Q)$(MAKE) --no-print-directory SAN=1 unit
 
-integration: all
+integration: all servers
 	$(Q)MI_BUILD=$(abspath $(BUILD)) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
 # the real binaries under ASan + UBSan; a sanitizer report in any stage's
 # output fails the test (see tests/integration/conftest.py)
-integration-asan:
+integration-asan: servers
 	$(Q)$(MAKE) --no-print-directory SAN=1 all
 	$(Q)MI_BUILD=$(abspath build-asan) /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
 
@@ -225,6 +239,6 @@ bench: deps
 clean:
 	rm -rf build build-asan build-clang build-fuzz tests/fuzz/corpus-run
 
-.PHONY: all deps unit unit-asan integration integration-asan clang test run bench clean fuzz verify-units
+.PHONY: servers all deps unit unit-asan integration integration-asan clang test run bench clean fuzz verify-units
 
 -include $(shell find $(BUILD) build-fuzz/obj -name '*.d' 2>/dev/null)

@@ -9,6 +9,7 @@
 
 #include "common/clock.h"
 #include "common/fields.h"
+#include "common/jsonw.h"
 
 static int header_done;
 static FILE *o;   /* stdout, or a memory stream while a nested value is built */
@@ -37,22 +38,10 @@ int qfmt_parse(const char *s, enum qfmt *ret)
 
 static void json_str(const uint8_t *p, size_t n)
 {
+	char b[JSONW_ESC_MAX(512)];
 	fputc_('"');
-	for (size_t i = 0; i < n; i++) {
-		uint8_t c = p[i];
-		if (c == '"' || c == '\\')
-			fprintf(o, "\\%c", c);
-		else if (c == '\n')
-			fputs("\\n", o);
-		else if (c == '\t')
-			fputs("\\t", o);
-		else if (c == '\r')
-			fputs("\\r", o);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(o, "\\u%04x", c);
-		else
-			fputc_(c);
-	}
+	for (size_t i = 0; i < n; i += 512)
+		fwrite(b, 1, jsonw_escape(b, p + i, n - i < 512 ? n - i : 512), o);
 	fputc_('"');
 }
 

@@ -13,11 +13,12 @@
 #include "common/sinkcfg.h"
 #include "shm/shm.h"
 
-extern const struct sink_desc sink_disk, sink_index;
+extern const struct sink_desc sink_disk, sink_index, sink_cloud;
 
 const struct sink_desc *const sink_builtins[] = {
 	&sink_disk,
 	&sink_index,
+	&sink_cloud,
 	NULL,
 };
 
@@ -35,14 +36,14 @@ struct common_keys {
 /* section filled in per instance; the two defaults marked come from [sinkd] */
 static const struct cfg_opt common_rows[] = {
 	{ NULL, "type", CFG_STR, "", K(type), KS(type), 0, 0,
-	  "a built-in sink (disk, index) or the path of a shared object ending in .so; default: the instance name" },
+	  "a built-in sink (disk, index, cloud) or the path of a shared object ending in .so; default: the instance name" },
 	{ NULL, "process", CFG_STR, "shared", K(process), KS(process), 0, 0,
 	  "shared: run in the main sinkd; own: in a process of its own (sinkd --only NAME)" },
 	{ NULL, "batch_records", CFG_INT, "1024", K(batch_records), 0, 1, 65536,
 	  "a batch is delivered at this many records ..." },
-	{ NULL, "batch_bytes", CFG_SIZE, "4M", K(batch_bytes), 0, 1, 64 << 20,
+	{ NULL, "batch_bytes", CFG_SIZE, "4M", K(batch_bytes), 0, 1, 1ll << 30,
 	  "... or this many payload bytes ..." },
-	{ NULL, "batch_ms", CFG_INT, NULL, K(batch_ms), 0, 0, 60000,
+	{ NULL, "batch_ms", CFG_INT, NULL, K(batch_ms), 0, 0, 3600000,
 	  "... or this long after its first record was durable (default: [sinkd] batch_ms)" },
 	{ NULL, "commit_ms", CFG_INT, NULL, K(commit_ms), 0, 10, 3600000,
 	  "how often the instance makes its output durable and records its offset (default: [sinkd] commit_ms)" },
@@ -115,13 +116,30 @@ int instance_rows(const struct sink_desc *d, const char *section, struct cfg_opt
 	return 0;
 }
 
+static const struct sink_desc *builtin(const char *type)
+{
+	for (const struct sink_desc *const *d = sink_builtins; *d; d++)
+		if (!strcmp((*d)->name, type))
+			return *d;
+	return NULL;
+}
+
 static int load_one(cfg_t *cfg, const struct settings *s, struct sink_inst *in, char err[CFG_ERR_LEN])
 {
 	struct cfg_opt rows[NCOMMON];
 	struct common_keys k;
-	char def_batch[24], def_commit[24];
-	snprintf(def_batch, sizeof(def_batch), "%lld", (long long)s->sink_batch_ms);
+	char def_batch[24], def_commit[24], def_records[24], def_bytes[24];
+	const struct sink_desc *bi = NULL;
+	int r;
+	/* twice when the type is a built-in one with batch defaults of its own:
+	 * the type is a key of these rows */
+again:
+	snprintf(def_batch, sizeof(def_batch), "%lld",
+		 (long long)(bi && bi->def_batch_ms ? bi->def_batch_ms : (uint64_t)s->sink_batch_ms));
 	snprintf(def_commit, sizeof(def_commit), "%lld", (long long)s->sink_commit_ms);
+	snprintf(def_records, sizeof(def_records), "%u", bi && bi->def_batch_records ? bi->def_batch_records : 1024);
+	snprintf(def_bytes, sizeof(def_bytes), "%llu",
+		 (unsigned long long)(bi && bi->def_batch_bytes ? bi->def_batch_bytes : 4u << 20));
 	memcpy(rows, common_rows, sizeof(rows));
 	for (size_t i = 0; i < NCOMMON; i++) {
 		rows[i].section = in->section;
@@ -129,12 +147,17 @@ static int load_one(cfg_t *cfg, const struct settings *s, struct sink_inst *in, 
 			rows[i].def = def_batch;
 		else if (!strcmp(rows[i].key, "commit_ms"))
 			rows[i].def = def_commit;
+		else if (!strcmp(rows[i].key, "batch_records"))
+			rows[i].def = def_records;
+		else if (!strcmp(rows[i].key, "batch_bytes"))
+			rows[i].def = def_bytes;
 	}
 	memset(&k, 0, sizeof(k));
-	int r = cfg_apply(cfg, rows, NCOMMON, &k, err);
-	if (r < 0)
+	if ((r = cfg_apply(cfg, rows, NCOMMON, &k, err)) < 0)
 		return r;
 	snprintf(in->type, sizeof(in->type), "%s", k.type[0] ? k.type : in->name);
+	if (!bi && (bi = builtin(in->type)) && (bi->def_batch_ms || bi->def_batch_records || bi->def_batch_bytes))
+		goto again;
 	if (!strcmp(k.process, "own"))
 		in->own_process = 1;
 	else if (strcmp(k.process, "shared")) {
@@ -169,9 +192,7 @@ static int load_one(cfg_t *cfg, const struct settings *s, struct sink_inst *in, 
 			return n < 0 ? n : 0;
 		}
 	} else {
-		for (const struct sink_desc *const *d = sink_builtins; *d; d++)
-			if (!strcmp((*d)->name, in->type))
-				in->d = *d;
+		in->d = builtin(in->type);
 		if (!in->d) {
 			int w = snprintf(err, CFG_ERR_LEN, "[%s] type = '%s': no such sink (built in:", in->section,
 					 in->type);

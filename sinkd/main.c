@@ -83,8 +83,13 @@ static void usage(FILE *f)
 		"  retry_min_ms, retry_max_ms, then its type's keys.  Built-in types:\n");
 	for (const struct sink_desc *const *d = sink_builtins; *d; d++) {
 		fprintf(f, "\n  %s: %s\n", (*d)->name, (*d)->description);
-		for (size_t i = 0; i < (*d)->nopts; i++)
-			fprintf(f, "    %-16s %-8s %s\n", (*d)->opts[i].key, (*d)->opts[i].def, (*d)->opts[i].desc);
+		for (size_t i = 0; i < (*d)->nopts; i++) {
+			const struct sink_opt *o = &(*d)->opts[i];
+			if (strlen(o->key) > 16 || strlen(o->def) > 8)   /* the default under the key */
+				fprintf(f, "    %s\n    %-16s %-8s %s\n", o->key, "", o->def, o->desc);
+			else
+				fprintf(f, "    %-16s %-8s %s\n", o->key, o->def, o->desc);
+		}
 	}
 	fprintf(f, "\nConfig keys (INGEST_<SECTION>_<KEY> overrides any of them; [sink.hot] batch_ms\n"
 		   "is INGEST_SINK_HOT_BATCH_MS):\n");

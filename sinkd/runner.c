@@ -206,7 +206,7 @@ static void scout_passed(struct runner *r, struct scout *sc, uint64_t to, uint64
  * a refusal (FAILING) no sooner than retry_max_ms. */
 static void rewind_after(struct runner *r, struct scout *sc, int *retrying, enum sink_rc rc, uint32_t delay_ms)
 {
-	r->cursor = r->committed;
+	r->cursor = r->rewound_to = r->committed;
 	sc->lsn = r->cursor;   /* counted again from there */
 	sc->n = 0;
 	*retrying = 1;
@@ -304,6 +304,18 @@ static void skip_check(struct runner *r, struct skip_episode *ep, uint64_t durab
 	set_state(r, SINK_ST_RUNNING);
 }
 
+/* A commit went through after trouble: the episode is over once the
+ * offset moved past where it rewound to (a sink that holds records commits
+ * fine while the upload that failed still waits) or reached the cursor. */
+static void recovered(struct runner *r, int *retrying, const struct skip_episode *ep)
+{
+	if (!*retrying || (r->committed <= r->rewound_to && r->committed != r->cursor))
+		return;
+	log_info("sink %s: delivering again", r->name);
+	*retrying = 0;
+	set_state(r, ep->on ? SINK_ST_SKIPPING : SINK_ST_RUNNING);
+}
+
 int runner_run(struct runner *r)
 {
 	struct reader rd;
@@ -353,11 +365,7 @@ int runner_run(struct runner *r)
 						rewind_after(r, &sc, &retrying, rc, retry_ms);
 						continue;
 					}
-					if (retrying) {
-						log_info("sink %s: delivering again", r->name);
-						retrying = 0;
-						set_state(r, ep.on ? SINK_ST_SKIPPING : SINK_ST_RUNNING);
-					}
+					recovered(r, &retrying, &ep);
 				} else if (every - (now - last_commit) < wait) {
 					wait = every - (now - last_commit);
 				}
@@ -449,13 +457,10 @@ int runner_run(struct runner *r)
 					ret = -EIO;
 					goto out;
 				}
-				if (rc != SINK_OK) {
+				if (rc != SINK_OK)
 					rewind_after(r, &sc, &retrying, rc, retry_ms);
-				} else if (retrying) {
-					log_info("sink %s: delivering again", r->name);
-					retrying = 0;
-					set_state(r, ep.on ? SINK_ST_SKIPPING : SINK_ST_RUNNING);
-				}
+				else
+					recovered(r, &retrying, &ep);
 			}
 			continue;
 		}

@@ -50,6 +50,7 @@ struct runner {
 	uint64_t lag_cap_bytes;
 	/* filled in */
 	uint64_t cursor, committed;       /* delivered up to; the sink durable up to */
+	uint64_t rewound_to;              /* where the last retry began */
 	uint64_t stored;                  /* the LSN in the offset file ... */
 	void *stored_blob;                /* ... and its blob */
 	size_t stored_blob_len;

@@ -148,5 +148,10 @@ struct sink_desc {
 				char err[SINK_ERR_LEN]);
 	enum sink_rc (*commit)(void *state, struct sink_commit *c, uint32_t *retry_ms, char err[SINK_ERR_LEN]);
 	void (*exit)(void *state);
+	/* defaults of the instance's batch_* keys for this type, where the
+	 * host's do not fit (an object store wants large batches); 0: the
+	 * host's.  Read for built-in types only. */
+	uint32_t def_batch_records;
+	uint64_t def_batch_bytes, def_batch_ms;
 };
 #endif
