@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "common/clock.h"
+#include "common/fault.h"
 #include "sinkd/awscred.h"
 #include "sinkd/cloud_journal.h"
 #include "sinkd/cloud_obj.h"
@@ -209,6 +210,7 @@ static enum sink_rc upload(struct cloud *c, struct topic_obj *o, char err[SINK_E
 	enum s3_rc rc = s3_put(&c->s3, &c->cr, key, c->gz.p, c->gz.len, "application/x-ndjson", "gzip", err);
 	if (rc != S3_OK)
 		return rc == S3_RETRY ? SINK_RETRY : SINK_FAILING;
+	fault_point("cloud.after_put");   /* stored, the offset not yet past it */
 	struct cj_plan *jp = find_plan(c, p->topic, p->first);
 	if (jp)
 		jp->uploaded = 1;
