@@ -245,3 +245,18 @@ def test_no_credentials_at_all_is_failing_and_says_where_it_looked(pipeline_fact
     wait_for(lambda: sinks(p)["s3"]["state"] == "failing", 30, "state failing")
     err = sinks(p)["s3"]["last_error"]
     assert f"credentials file {tmp_path / 'none'}: No such file or directory" in err, err
+
+
+def test_a_backfill_uploads_a_range_the_live_instance_could_not(pipeline_factory, s3):
+    """The live instance points at a bucket that is not there; a backfill of
+    the same instance, with the bucket mended from the environment, uploads
+    the whole log, each record once, and leaves the live offset alone."""
+    p = cloud_pipeline(pipeline_factory, s3, **{"sink.s3__bucket": "wrong"}).start(**creds(s3))
+    sent = send(p, 3, 100)
+    wait_for(lambda: sinks(p)["s3"]["state"] == "failing", 30, "state failing")
+    r = p.run(BIN / "sinkd", "-c", p.ini, "--backfill", "s3", timeout=120,
+              env={**os.environ, **creds(s3), "INGEST_SINK_S3_BUCKET": s3.bucket})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("backfill s3: 300 records"), r.stdout
+    assert_each_once(object_records(s3), sent, p.dump())
+    assert sinks(p)["s3"]["committed_lsn"] == 0
