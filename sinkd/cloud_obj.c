@@ -33,14 +33,37 @@ void cbuf_free(struct cbuf *b)
 	*b = (struct cbuf){ 0 };
 }
 
+/* The lines are the sink's hot path: no printf. */
+static char *put_str(char *o, const char *s)
+{
+	size_t n = strlen(s);
+	memcpy(o, s, n);
+	return o + n;
+}
+
+static char *put_u64(char *o, uint64_t v)
+{
+	char d[20];
+	int n = 0;
+	do
+		d[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	while (n)
+		*o++ = d[--n];
+	return o;
+}
+
 /* "key":"text" or "key_b64":"base64", by whether the bytes are UTF-8. */
 static char *text_or_b64(char *o, const char *key, const uint8_t *p, size_t n)
 {
+	*o++ = ',';
+	*o++ = '"';
+	o = put_str(o, key);
 	if (utf8_valid(p, n)) {
-		o += sprintf(o, ",\"%s\":\"", key);
+		o = put_str(o, "\":\"");
 		o += jsonw_escape(o, p, n);
 	} else {
-		o += sprintf(o, ",\"%s_b64\":\"", key);
+		o = put_str(o, "_b64\":\"");
 		sodium_bin2base64(o, sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL), p, n,
 				  sodium_base64_VARIANT_ORIGINAL);
 		o += strlen(o);
@@ -59,16 +82,17 @@ int cloud_line(struct cbuf *b, const struct sink_record *r, const char *topic_na
 	if (cbuf_reserve(b, max) < 0)
 		return -ENOMEM;
 	char *start = (char *)b->p + b->len, *o = start;
-	o += sprintf(o, "{\"lsn\":%" PRIu64, sink_rec_lsn(r));
+	o = put_u64(put_str(o, "{\"lsn\":"), sink_rec_lsn(r));
 	o = text_or_b64(o, "device", dev, dlen);
-	o += sprintf(o, ",\"topic\":%u", sink_rec_topic(r));
+	o = put_u64(put_str(o, ",\"topic\":"), sink_rec_topic(r));
 	if (topic_name) {
-		o += sprintf(o, ",\"topic_name\":\"");
+		o = put_str(o, ",\"topic_name\":\"");
 		o += jsonw_escape(o, (const uint8_t *)topic_name, tn);
 		*o++ = '"';
 	}
-	o += sprintf(o, ",\"seq\":%" PRIu64 ",\"ts_ns\":%" PRIu64 ",\"srv_ns\":%" PRIu64, sink_rec_seq(r),
-		     sink_rec_device_time(r), sink_rec_server_time(r));
+	o = put_u64(put_str(o, ",\"seq\":"), sink_rec_seq(r));
+	o = put_u64(put_str(o, ",\"ts_ns\":"), sink_rec_device_time(r));
+	o = put_u64(put_str(o, ",\"srv_ns\":"), sink_rec_server_time(r));
 	o = text_or_b64(o, "payload", pl, plen);
 	*o++ = '}';
 	*o++ = '\n';

@@ -76,7 +76,8 @@ static const struct sink_opt cloud_opts[] = {
 	{ "ca_file", SINK_OPT_STR, "", C(ca_file), S(ca_file), 0, 0,
 	  "CA certificates to verify the store with (default: the system's)" },
 	{ "tls_verify", SINK_OPT_BOOL, "true", C(tls_verify), 0, 0, 0, "verify the store's certificate and name" },
-	{ "gzip_level", SINK_OPT_INT, "6", C(gzip_level), 0, 1, 9, "1 fastest .. 9 smallest" },
+	{ "gzip_level", SINK_OPT_INT, "1", C(gzip_level), 0, 1, 9,
+	  "1 fastest .. 9 smallest (bench/cloud: 6 costs a third more CPU for 15% smaller telemetry)" },
 	{ "connect_timeout_ms", SINK_OPT_INT, "5000", C(connect_timeout_ms), 0, 100, 600000,
 	  "a connection not made in this long is retried" },
 	{ "timeout_ms", SINK_OPT_INT, "60000", C(timeout_ms), 0, 100, 3600000,
@@ -110,6 +111,7 @@ struct cloud {
 	uint16_t *open;              /* topics with an open batch */
 	size_t nopen;
 	uint64_t buffered;           /* NDJSON bytes of the open batches */
+	uint64_t capacity;           /* bytes of every topic's buffer */
 	void *z;
 	struct cbuf gz;
 	int backfill;
@@ -166,9 +168,12 @@ static void drop_open(struct cloud *c, struct topic_obj *o)
 			c->open[i] = c->open[--c->nopen];
 			break;
 		}
-	/* a big batch's buffer goes back; a small one is kept for the next */
-	if (o->text.cap > (1u << 20))
+	/* kept for the topic's next batch (growing one anew costs copies and
+	 * page faults), while the buffers together stay within buffer_bytes */
+	if (c->capacity > c->cfg.buffer_bytes) {
+		c->capacity -= o->text.cap;
 		cbuf_free(&o->text);
+	}
 }
 
 /* Back at the last commit: every open batch dropped (the host redelivers
@@ -266,12 +271,13 @@ static void open_batch(struct cloud *c, struct topic_obj *o, const struct sink_r
 
 static enum sink_rc append(struct cloud *c, struct topic_obj *o, const struct sink_record *r, char err[SINK_ERR_LEN])
 {
-	size_t before = o->text.len;
+	size_t before = o->text.len, cap = o->text.cap;
 	if (cloud_line(&o->text, r, c->env->topic_name(c->env, sink_rec_topic(r))) < 0) {
 		snprintf(err, SINK_ERR_LEN, "out of memory for topic %u's batch (%zu bytes)", o->topic, o->text.len);
 		return SINK_RETRY;
 	}
 	c->buffered += o->text.len - before;
+	c->capacity += o->text.cap - cap;
 	o->last = sink_rec_lsn(r);
 	o->records++;
 	return SINK_OK;
