@@ -220,8 +220,10 @@ static void rewind_after(struct runner *r, struct scout *sc, int *retrying, enum
 }
 
 /* The sink said FATAL: this instance stops, the others go on. */
-static void stop_fatal(struct runner *r, const char *err)
+static void stop_fatal(struct runner *r, const char *why)
 {
+	char err[SINK_ERR_LEN + 64];
+	snprintf(err, sizeof(err), "%s", why);   /* why may be the slot's last_error itself */
 	note_error(r, err);
 	log_error("sink %s: %s; this instance stops (the others go on)", r->name, err);
 	count(r, SC_FATAL, 1);

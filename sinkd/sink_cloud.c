@@ -122,12 +122,14 @@ static void load_creds(struct cloud *c, int reload)
 {
 	char err[SINK_ERR_LEN];
 	if (aws_creds_load(c->cfg.credentials_file, c->cfg.profile, &c->cr, err) < 0) {
-		snprintf(c->cred_err, sizeof(c->cred_err), "no credentials: %s", err);
+		char msg[SINK_ERR_LEN];
+		snprintf(msg, sizeof(msg), "no credentials: %s", err);
 		if (reload && c->have_creds)
 			c->env->log(c->env, SINK_LOG_WARN, "SIGHUP: credentials not reloaded, the old ones stay: %s",
 				    err);
-		else
-			c->env->log(c->env, SINK_LOG_WARN, "%s", c->cred_err);
+		else if (reload || strcmp(msg, c->cred_err))   /* each retry looks again: said once */
+			c->env->log(c->env, SINK_LOG_WARN, "%s", msg);
+		memcpy(c->cred_err, msg, sizeof(msg));
 		return;
 	}
 	c->have_creds = 1;
