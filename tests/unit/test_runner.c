@@ -35,6 +35,7 @@ struct fake {
 	int fatal_at;
 	int fail_commit_at;    /* the commit (1-based) that fails */
 	int failing_at;        /* the delivery (1-based) that answers FAILING */
+	int fatal_commit_at;   /* the commit (1-based) that answers FATAL */
 	size_t hold;           /* commit() holds back the last `hold` records */
 	const struct shm_sink *pub;
 	uint32_t state_after;  /* the instance's state at the delivery after a refusal */
@@ -87,6 +88,10 @@ static enum sink_rc fake_commit(void *state, struct sink_commit *c, uint32_t *re
 	struct fake *f = state;
 	(void)retry_ms;
 	f->commits++;
+	if ((int)f->commits == f->fatal_commit_at) {
+		snprintf(err, SINK_ERR_LEN, "fake: the store is gone for good");
+		return SINK_FATAL;
+	}
 	if ((int)f->commits == f->fail_commit_at) {
 		f->n = f->n_at_commit;
 		snprintf(err, SINK_ERR_LEN, "fake: disk full");
@@ -326,6 +331,19 @@ static void test_fatal_stops_the_instance_and_says_why(void **state)
 	assert_int_equal(f->pub.lag_exact, 1);
 }
 
+static void test_a_fatal_commit_stops_the_instance_at_its_last_offset(void **state)
+{
+	struct fix *f = *state;
+	f->r.p.commit_ms = 0;
+	f->fake.fatal_commit_at = 2;
+	f->r.end_lsn = 0;
+	assert_int_equal(runner_run(&f->r), -EIO);
+	assert_int_equal(f->pub.state, SINK_ST_STOPPED);
+	assert_string_equal(f->pub.last_error, "commit: fake: the store is gone for good");
+	assert_int_equal(f->fake.commits, 2);
+	assert_int_equal(stored_offset(f), f->fake.lsn[f->fake.n_at_commit - 1] + rec_size(3, 8));
+}
+
 static void test_a_backfill_run_never_writes_the_offset(void **state)
 {
 	struct fix *f = *state;
@@ -353,6 +371,7 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_refusal_shows_failing_and_is_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fatal_stops_the_instance_and_says_why, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_fatal_commit_stops_the_instance_at_its_last_offset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_backfill_run_never_writes_the_offset, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
