@@ -126,6 +126,25 @@ const char *s3_error_code(const struct s3 *s, char *out, size_t cap)
 	return xml_field(s, "Code", out, cap);
 }
 
+/* A store that cannot be trusted or reached as configured: a passing
+ * network trouble is retried soon, this is not. */
+static int refused_by_curl(CURLcode rc)
+{
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_CERTPROBLEM:
+	case CURLE_SSL_CIPHER:
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_UNSUPPORTED_PROTOCOL:
+	case CURLE_URL_MALFORMAT:
+	case CURLE_LOGIN_DENIED:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
 enum s3_rc s3_put(struct s3 *s, const struct aws_creds *cr, const char *key, const uint8_t *body, size_t len,
 		  const char *content_type, const char *content_encoding, char err[SINK_ERR_LEN])
 {
@@ -188,7 +207,7 @@ enum s3_rc s3_put(struct s3 *s, const struct aws_creds *cr, const char *key, con
 	curl_slist_free_all(hdr);
 	if (rc != CURLE_OK) {
 		snprintf(err, SINK_ERR_LEN, "PUT %.300s: %s", url, s->errbuf[0] ? s->errbuf : curl_easy_strerror(rc));
-		return S3_RETRY;
+		return refused_by_curl(rc) ? S3_REFUSED : S3_RETRY;
 	}
 	long status = 0;
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);

@@ -29,7 +29,8 @@ def _sign(key, msg):
 
 
 class S3Server:
-    def __init__(self, tmp: Path, bucket="ingest", key_id="AKIDTEST", secret="s3cr3t-test-key"):
+    def __init__(self, tmp: Path, bucket="ingest", key_id="AKIDTEST", secret="s3cr3t-test-key", tls=None):
+        """tls: (key.pem, cert.pem) to serve HTTPS."""
         script = SERVERS / "s3rver.js"
         assert (SERVERS / "node_modules" / "@20minutes" / "s3rver").exists(), \
             "the test S3 server is not installed: run `make servers`"
@@ -39,7 +40,8 @@ class S3Server:
         self.port = free_port()
         self.bucket = bucket
         self.key_id, self.secret = key_id, secret
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.proc = None
 
     def start(self):
@@ -49,7 +51,9 @@ class S3Server:
         # provider: without it a listing past 1000 keys is a 500
         self.proc = subprocess.Popen(["node", "--openssl-legacy-provider", str(self.script), str(self.dir), str(self.port), self.bucket,
                                       f"{self.key_id}:{self.secret}"], stdout=self.logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True,
+                                     env={**os.environ, **({"S3RVER_TLS_KEY": str(self.tls[0]),
+                                                            "S3RVER_TLS_CERT": str(self.tls[1])} if self.tls else {})})
         wait_for(lambda: self.log.read_text(errors="replace").count("listening on") > before
                  or self.proc.poll() is not None, 30, "s3rver to listen")
         assert self.proc.poll() is None, f"s3rver exited:\n{self.log.read_text()}"
@@ -90,8 +94,12 @@ class S3Server:
                                     f"Signature={sig}")
         url = f"{self.endpoint}{canon_path}" + (f"?{qs}" if qs else "")
         req = urllib.request.Request(url, data=body or None, method=method, headers=headers)
+        ctx = None
+        if self.tls:
+            import ssl
+            ctx = ssl.create_default_context(cafile=str(self.tls[1]))
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=30, context=ctx) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()

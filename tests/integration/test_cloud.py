@@ -7,6 +7,7 @@ import datetime
 import os
 import re
 import signal
+import subprocess
 import time
 
 import pytest
@@ -260,3 +261,31 @@ def test_a_backfill_uploads_a_range_the_live_instance_could_not(pipeline_factory
     assert r.stdout.startswith("backfill s3: 300 records"), r.stdout
     assert_each_once(object_records(s3), sent, p.dump())
     assert sinks(p)["s3"]["committed_lsn"] == 0
+
+
+@pytest.fixture
+def tls_s3(tmp_path):
+    """The store over HTTPS, with a self-signed certificate for 127.0.0.1."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
+                        str(cert)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    s = S3Server(tmp_path, tls=(key, cert)).start()
+    yield s, cert
+    s.kill()
+
+
+def test_tls_is_verified_by_default_and_trusts_ca_file(pipeline_factory, tls_s3):
+    s3, cert = tls_s3
+    p = cloud_pipeline(pipeline_factory, s3).start(**creds(s3))
+    sent = send(p, 1, 60)
+    wait_for(lambda: sinks(p)["s3"]["state"] == "failing", 30, "state failing")
+    err = sinks(p)["s3"]["last_error"]
+    assert "certificate" in err.lower() and s3.endpoint in err, err
+    assert s3.keys() == []
+    p.stop()
+    p.set(**{"sink.s3__ca_file": cert})
+    p.start(**creds(s3))
+    p.wait_sinks_caught_up(timeout=60)
+    assert_each_once(object_records(s3), sent, p.dump())

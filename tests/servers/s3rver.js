@@ -5,8 +5,10 @@
 //
 //   node s3rver.js DIR PORT BUCKET [ID:SECRET ...]
 //
+// With S3RVER_TLS_KEY and S3RVER_TLS_CERT (PEM files) it speaks HTTPS.
 // Prints "s3rver listening on 127.0.0.1:PORT" once it serves.
 'use strict';
+const fs = require('fs');
 const S3rver = require('@20minutes/s3rver');
 const { DUMMY_ACCOUNT } = require('@20minutes/s3rver/lib/models/account');
 
@@ -25,6 +27,10 @@ new S3rver({
   silent: false,
   directory: dir,
   configureBuckets: [{ name: bucket, configs: [] }],
+  ...(process.env.S3RVER_TLS_KEY && {
+    key: fs.readFileSync(process.env.S3RVER_TLS_KEY),
+    cert: fs.readFileSync(process.env.S3RVER_TLS_CERT),
+  }),
 })
   .run()
   .then(({ address, port: p }) => console.log(`s3rver listening on ${address}:${p}`))
