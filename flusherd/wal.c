@@ -271,10 +271,14 @@ static int take_file(struct wal *w, const char *src, const char *name, uint64_t 
 		unlinkat(w->dirfd, src, 0);
 		return -ENOENT;
 	}
-	uint8_t hdr[SEG_HDR_LEN];
+	/* the header, and the zero record header that ends the (empty) data:
+	 * a recycled file still holds its older segment's records right after
+	 * the header, which a reader must not meet before the first append
+	 * (found by test_retention: a replay read them as damage) */
+	uint8_t hdr[SEG_HDR_LEN + REC_HDR_LEN] = { 0 };
 	seg_hdr_build(hdr, first, w->log_id, clock_real_ns(), flags);
 	int r = 0;
-	if (pwrite(fd, hdr, SEG_HDR_LEN, 0) != SEG_HDR_LEN)
+	if (pwrite(fd, hdr, sizeof(hdr), 0) != (ssize_t)sizeof(hdr))
 		r = errno ? -errno : -EIO;
 	else if (fdatasync(fd) < 0)
 		r = -errno;
