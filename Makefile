@@ -33,7 +33,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += $(WARN) -std=gnu11 -pthread $(SANFLAGS)
 CPPFLAGS += -D_GNU_SOURCE -I. -I/usr/include/iniparser -MMD -MP
 LDFLAGS  += -pthread $(SANFLAGS)
-LDLIBS   := -liniparser -lsodium -ljansson -lsqlite3 -lcurl -lcrypto -lz
+LDLIBS   := -liniparser -lsodium -ljansson -lsqlite3 -lcurl -lcrypto -lnats -lz
 
 ifeq ($(V),1)
 Q :=
@@ -44,6 +44,7 @@ endif
 # Debian packages the build, the tests and `make run` need.
 DEB_PKGS := build-essential clang llvm libbpf-dev zlib1g-dev libsodium-dev \
 	libiniparser-dev libcmocka-dev libjansson-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev \
+	libnats-dev nats-server \
 	pkg-config python3 \
 	python3-pytest libclang-rt-14-dev bpftool jq procps util-linux
 

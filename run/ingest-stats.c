@@ -80,10 +80,12 @@ int main(int argc, char **argv)
 	/* served: a live flusherd has recovered the log into the region */
 	unsigned ready = shm_pid_alive(shm_load_acquire(&ctl->ready_pid), ctl->ready_start);
 	if (json) {
-		printf("{\"instance\":\"%s\",\"shm_id\":\"%016llx\",\"ready\":%u,\"durable_lsn\":%llu,\"stages\":{",
-		       instance, (unsigned long long)ctl->shm_id, ready, (unsigned long long)durable);
+		printf("{\"instance\":\"%s\",\"shm_id\":\"%016llx\",\"log_id\":\"%016llx\",\"ready\":%u,"
+		       "\"durable_lsn\":%llu,\"stages\":{", instance, (unsigned long long)ctl->shm_id,
+		       (unsigned long long)shm_load_acquire(&ctl->log_id), ready, (unsigned long long)durable);
 	} else {
-		printf("instance %s  shm %s  durable LSN %llu  %s\n", instance, reg.name, (unsigned long long)durable,
+		printf("instance %s  shm %s  log %016llx  durable LSN %llu  %s\n", instance, reg.name,
+		       (unsigned long long)shm_load_acquire(&ctl->log_id), (unsigned long long)durable,
 		       ready ? "ready" : "recovering");
 	}
 	for (int st = 0; st < STAGE_MAX; st++) {

@@ -137,7 +137,9 @@ int backfill_run(const struct settings *s, struct sink_inst *in, const struct ba
 		goto out;
 
 	struct sink_env env;
-	instance_env(&env, in, s, from, SINK_ENV_BACKFILL);
+	struct meta m = { 0 };
+	meta_load(s->data_dir, &m);   /* flusherd made it before any segment */
+	instance_env(&env, in, s, from, m.log_id, SINK_ENV_BACKFILL);
 	env.backfill_from = from;
 	env.backfill_to = to;
 	char serr[SINK_ERR_LEN];

@@ -13,12 +13,13 @@
 #include "common/sinkcfg.h"
 #include "shm/shm.h"
 
-extern const struct sink_desc sink_disk, sink_index, sink_cloud;
+extern const struct sink_desc sink_disk, sink_index, sink_cloud, sink_nats;
 
 const struct sink_desc *const sink_builtins[] = {
 	&sink_disk,
 	&sink_index,
 	&sink_cloud,
+	&sink_nats,
 	NULL,
 };
 
@@ -36,7 +37,7 @@ struct common_keys {
 /* section filled in per instance; the two defaults marked come from [sinkd] */
 static const struct cfg_opt common_rows[] = {
 	{ NULL, "type", CFG_STR, "", K(type), KS(type), 0, 0,
-	  "a built-in sink (disk, index, cloud) or the path of a shared object ending in .so; default: the instance name" },
+	  "a built-in sink (disk, index, cloud, nats) or the path of a shared object ending in .so; default: the instance name" },
 	{ NULL, "process", CFG_STR, "shared", K(process), KS(process), 0, 0,
 	  "shared: run in the main sinkd; own: in a process of its own (sinkd --only NAME)" },
 	{ NULL, "batch_records", CFG_INT, "1024", K(batch_records), 0, 1, 65536,
@@ -321,10 +322,10 @@ static uint32_t instance_reloads(const struct sink_env *env)
 }
 
 void instance_env(struct sink_env *env, const struct sink_inst *in, const struct settings *s, uint64_t start_lsn,
-		  uint32_t flags)
+		  uint64_t log_id, uint32_t flags)
 {
 	*env = (struct sink_env){
-		.abi = SINK_ABI_VERSION, .flags = flags, .start_lsn = start_lsn,
+		.abi = SINK_ABI_VERSION, .flags = flags, .start_lsn = start_lsn, .log_id = log_id,
 		.batch_records = in->p.batch_records, .batch_bytes = in->p.batch_bytes, .batch_ms = in->p.batch_ms,
 		.name = in->name, .data_dir = s->data_dir, .log = instance_log, .topic_name = instance_topic_name,
 		.reloads = instance_reloads, .host = (void *)s,

@@ -55,10 +55,11 @@ void instances_free(struct sink_inst *insts, unsigned n);
 int instance_rows(const struct sink_desc *d, const char *section, struct cfg_opt *rows, char err[CFG_ERR_LEN]);
 
 /* The env an instance's init() gets: its name, the data dir, its batch
- * limits, where delivery starts (flags: SINK_ENV_*, backfill_* for a
- * backfill), and the host's log, topic-name and reload calls. */
+ * limits, where delivery starts, the log's id (flags: SINK_ENV_*,
+ * backfill_* for a backfill), and the host's log, topic-name and reload
+ * calls. */
 void instance_env(struct sink_env *env, const struct sink_inst *in, const struct settings *s, uint64_t start_lsn,
-		  uint32_t flags);
+		  uint64_t log_id, uint32_t flags);
 
 /* A reload was asked for (SIGHUP): sink_env.reloads() grows.  Safe in a
  * signal handler. */

@@ -142,7 +142,7 @@ static int start(struct run *u, const struct settings *s, struct shm_ctl *ctl, c
 			 "resuming at its end", in->name, (unsigned long long)lsn, (unsigned long long)durable);
 		lsn = durable;
 	}
-	instance_env(&u->env, in, s, lsn, 0);
+	instance_env(&u->env, in, s, lsn, shm_load_acquire(&ctl->log_id), 0);
 	r = in->d->init(&u->state, in->cfg, &u->env, blob, blob_len, err);
 	free(blob);
 	if (r < 0) {

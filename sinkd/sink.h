@@ -103,6 +103,7 @@ struct sink_env {
 	 * keyed by LSN writes it apart from the live instance's */
 	uint64_t backfill_from, backfill_to;
 	uint64_t start_lsn;          /* where delivery starts: the stored offset */
+	uint64_t log_id;             /* the log's id (data/meta): unique per data directory */
 	/* the instance's batch limits ([sink.NAME] batch_*): a sink that
 	 * gathers its own batches across deliveries closes them at these */
 	uint32_t batch_records;

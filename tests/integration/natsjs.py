@@ -1,0 +1,162 @@
+"""Real NATS servers for the nats sink's tests: nats-server -js (Debian's
+package), one or a 3-node JetStream cluster on free loopback ports, and a
+small client that speaks the NATS text protocol itself to read a stream
+back through the JetStream API ($JS.API.STREAM.INFO / MSG.GET)."""
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+from pathlib import Path
+
+from conftest import free_port, wait_for
+
+
+class NatsServer:
+    def __init__(self, tmp: Path, name="n1", port=None, cluster_port=None, routes=(), extra=()):
+        self.tmp, self.name = tmp, name
+        self.extra = list(extra)
+        self.port = port or free_port()
+        self.cluster_port = cluster_port
+        self.routes = list(routes)
+        self.dir = tmp / f"nats-{name}"
+        self.log = tmp / f"nats-{name}.log"
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self):
+        before = self.log.read_text(errors="replace").count("Server is ready") if self.log.exists() else 0
+        args = ["nats-server", "-js", "-sd", str(self.dir), "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name]
+        if self.cluster_port:
+            args += ["--cluster_name", "ingest-test", "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
+                     "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
+        args += self.extra
+        self.logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for(lambda: self.log.read_text(errors="replace").count("Server is ready") > before
+                 or self.proc.poll() is not None, 30, f"nats-server {self.name} to be ready")
+        assert self.proc.poll() is None, f"nats-server {self.name} exited:\n{self.log.read_text()}"
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+def cluster(tmp: Path, n=3):
+    """n servers routed to each other, started; JetStream meta leader
+    elected (a stream can be created)."""
+    ports = [free_port() for _ in range(n)]
+    cports = [free_port() for _ in range(n)]
+    servers = [NatsServer(tmp, f"n{i + 1}", ports[i], cports[i], [c for j, c in enumerate(cports) if j != i])
+               for i in range(n)]
+    for s in servers:
+        s.start()
+    def leader():
+        # until a meta leader is elected, the request goes unanswered
+        c = Client(servers[0].port)
+        try:
+            return c.request("$JS.API.INFO", b"", timeout=1).get("error") is None
+        except (TimeoutError, socket.timeout):
+            return False
+        finally:
+            c.close()
+    wait_for(leader, 60, "a JetStream meta leader", interval=0.2)
+    return servers
+
+
+class Client:
+    """Just enough NATS: CONNECT, SUB, PUB, one request at a time."""
+
+    def __init__(self, port, auth=None):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        self._line()   # INFO
+        conn = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True}
+        if auth:
+            conn.update(user=auth[0], **{"pass": auth[1]})
+        self.s.sendall(b"CONNECT " + json.dumps(conn).encode() + b"\r\n")
+        self.s.sendall(b"SUB _INBOX.t.* 1\r\nPING\r\n")
+        while self._line() != b"PONG":
+            pass
+        self.n = 0
+
+    def close(self):
+        self.s.close()
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            d = self.s.recv(65536)
+            if not d:
+                raise ConnectionError("the NATS server closed the connection")
+            self.buf += d
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _take(self, n):
+        while len(self.buf) < n + 2:
+            d = self.s.recv(65536)
+            if not d:
+                raise ConnectionError("the NATS server closed the connection")
+            self.buf += d
+        b, self.buf = self.buf[:n], self.buf[n + 2:]
+        return b
+
+    def request(self, subject, payload=b"", timeout=10):
+        """The JSON answer of a JetStream API request."""
+        self.n += 1
+        inbox = f"_INBOX.t.{self.n}"
+        self.s.settimeout(timeout)
+        self.s.sendall(f"PUB {subject} {inbox} {len(payload)}\r\n".encode() + payload + b"\r\n")
+        while True:
+            line = self._line()
+            if line == b"PING":
+                self.s.sendall(b"PONG\r\n")
+                continue
+            parts = line.split()
+            if parts[:1] == [b"MSG"]:
+                body = self._take(int(parts[-1]))
+            elif parts[:1] == [b"HMSG"]:
+                total = self._take(int(parts[-1]))
+                hl = int(parts[-2])
+                if b"503" in total[:hl]:
+                    return {"error": {"code": 503, "description": "no responders"}}
+                body = total[hl:]
+            else:
+                continue
+            if parts[1].decode() == inbox:
+                return json.loads(body) if body else {}
+
+
+def parse_headers(raw: bytes):
+    lines = raw.decode().split("\r\n")
+    out = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def stream_messages(port, stream="INGEST", auth=None):
+    """Every message of the stream, in stream order: dicts of subject, seq,
+    headers and data (bytes)."""
+    c = Client(port, auth)
+    try:
+        info = c.request(f"$JS.API.STREAM.INFO.{stream}")
+        assert "error" not in info, info
+        st = info["state"]
+        out = []
+        for seq in range(st["first_seq"], st["last_seq"] + 1) if st["messages"] else ():
+            r = c.request(f"$JS.API.STREAM.MSG.GET.{stream}", json.dumps({"seq": seq}).encode())
+            if "error" in r:
+                continue   # deleted
+            m = r["message"]
+            out.append({"subject": m["subject"], "seq": m["seq"], "data": base64.b64decode(m.get("data", "")),
+                        "headers": parse_headers(base64.b64decode(m["hdrs"])) if m.get("hdrs") else {}})
+        return info, out
+    finally:
+        c.close()
