@@ -34,8 +34,12 @@ class NatsServer:
         args += self.extra
         self.logf = open(self.log, "ab")
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for(lambda: self.log.read_text(errors="replace").count("Server is ready") > before
-                 or self.proc.poll() is not None, 30, f"nats-server {self.name} to be ready")
+        try:
+            wait_for(lambda: self.log.read_text(errors="replace").count("Server is ready") > before
+                     or self.proc.poll() is not None, 30, f"nats-server {self.name} to be ready")
+        except AssertionError:
+            self.kill()
+            raise
         assert self.proc.poll() is None, f"nats-server {self.name} exited:\n{self.log.read_text()}"
         return self
 
@@ -53,8 +57,7 @@ def cluster(tmp: Path, n=3):
     cports = [free_port() for _ in range(n)]
     servers = [NatsServer(tmp, f"n{i + 1}", ports[i], cports[i], [c for j, c in enumerate(cports) if j != i])
                for i in range(n)]
-    for s in servers:
-        s.start()
+
     def leader():
         # until a meta leader is elected, the request goes unanswered
         c = Client(servers[0].port)
@@ -64,7 +67,14 @@ def cluster(tmp: Path, n=3):
             return False
         finally:
             c.close()
-    wait_for(leader, 60, "a JetStream meta leader", interval=0.2)
+    try:
+        for s in servers:
+            s.start()
+        wait_for(leader, 60, "a JetStream meta leader", interval=0.2)
+    except BaseException:
+        for s in servers:   # the fixture's teardown never runs for a failed setup
+            s.kill()
+        raise
     return servers
 
 

@@ -54,8 +54,12 @@ class S3Server:
                                      start_new_session=True,
                                      env={**os.environ, **({"S3RVER_TLS_KEY": str(self.tls[0]),
                                                             "S3RVER_TLS_CERT": str(self.tls[1])} if self.tls else {})})
-        wait_for(lambda: self.log.read_text(errors="replace").count("listening on") > before
-                 or self.proc.poll() is not None, 30, "s3rver to listen")
+        try:
+            wait_for(lambda: self.log.read_text(errors="replace").count("listening on") > before
+                     or self.proc.poll() is not None, 30, "s3rver to listen")
+        except AssertionError:
+            self.kill()
+            raise
         assert self.proc.poll() is None, f"s3rver exited:\n{self.log.read_text()}"
         return self
 
