@@ -86,7 +86,9 @@ class Client:
         self.buf = b""
         self._line()   # INFO
         conn = {"verbose": False, "pedantic": False, "headers": True, "no_responders": True}
-        if auth:
+        if isinstance(auth, dict):
+            conn.update(auth)              # {"auth_token": ...}
+        elif auth:
             conn.update(user=auth[0], **{"pass": auth[1]})
         self.s.sendall(b"CONNECT " + json.dumps(conn).encode() + b"\r\n")
         self.s.sendall(b"SUB _INBOX.t.* 1\r\nPING\r\n")

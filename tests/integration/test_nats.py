@@ -214,3 +214,15 @@ def test_wrong_credentials_are_failing_then_the_right_ones_catch_up(pipeline_fac
         assert len(msgs) == 20
     finally:
         srv.kill()
+
+
+def test_a_token_authenticates(pipeline_factory, tmp_path):
+    srv = NatsServer(tmp_path, extra=("--auth", "s3cr3t-token")).start()
+    try:
+        p = nats_pipeline(pipeline_factory, [srv], **{"sink.js__token": "s3cr3t-token"}).start()
+        send(p, 1, 30)
+        p.wait_sinks_caught_up(timeout=60)
+        _, msgs = wait_stream(srv.port, 30, auth={"auth_token": "s3cr3t-token"})
+        assert len(msgs) == 30
+    finally:
+        srv.kill()
