@@ -59,6 +59,34 @@ def wait_gone(pids, timeout=10, what="the processes to exit"):
     wait_for(gone, timeout, what)
 
 
+class ServerProcess:
+    """A test's server (nats-server, s3rver): started in its own session
+    with its output in `log`, up once `ready` appears there anew, killed
+    with SIGKILL (as a crash ends it), also when it never came up."""
+
+    def __init__(self, log: Path, what: str):
+        self.log, self.what, self.proc = log, what, None
+
+    def spawn(self, args, ready, env=None):
+        before = self.log.read_text(errors="replace").count(ready) if self.log.exists() else 0
+        with open(self.log, "ab") as logf:
+            self.proc = subprocess.Popen([str(a) for a in args], stdout=logf, stderr=subprocess.STDOUT,
+                                         start_new_session=True, env=env)
+        try:
+            wait_for(lambda: self.log.read_text(errors="replace").count(ready) > before
+                     or self.proc.poll() is not None, 30, f"{self.what} to come up")
+        except AssertionError:
+            self.kill()
+            raise
+        assert self.proc.poll() is None, f"{self.what} exited:\n{self.log.read_text(errors='replace')}"
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
 def assert_connect_dropped(port, host="127.0.0.1"):
     """A banned source: the listener filter drops the SYN, so the connect
     does not complete."""

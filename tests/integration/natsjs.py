@@ -4,13 +4,10 @@ small client that speaks the NATS text protocol itself to read a stream
 back through the JetStream API ($JS.API.STREAM.INFO / MSG.GET)."""
 import base64
 import json
-import os
-import signal
 import socket
-import subprocess
 from pathlib import Path
 
-from conftest import free_port, wait_for
+from conftest import ServerProcess, free_port, wait_for
 
 
 class NatsServer:
@@ -23,31 +20,18 @@ class NatsServer:
         self.dir = tmp / f"nats-{name}"
         self.log = tmp / f"nats-{name}.log"
         self.url = f"nats://127.0.0.1:{self.port}"
-        self.proc = None
+        self.server = ServerProcess(self.log, f"nats-server {name}")
 
     def start(self):
-        before = self.log.read_text(errors="replace").count("Server is ready") if self.log.exists() else 0
-        args = ["nats-server", "-js", "-sd", str(self.dir), "-a", "127.0.0.1", "-p", str(self.port), "-n", self.name]
+        args = ["nats-server", "-js", "-sd", self.dir, "-a", "127.0.0.1", "-p", self.port, "-n", self.name]
         if self.cluster_port:
             args += ["--cluster_name", "ingest-test", "--cluster", f"nats://127.0.0.1:{self.cluster_port}",
                      "--routes", ",".join(f"nats://127.0.0.1:{p}" for p in self.routes)]
-        args += self.extra
-        self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            wait_for(lambda: self.log.read_text(errors="replace").count("Server is ready") > before
-                     or self.proc.poll() is not None, 30, f"nats-server {self.name} to be ready")
-        except AssertionError:
-            self.kill()
-            raise
-        assert self.proc.poll() is None, f"nats-server {self.name} exited:\n{self.log.read_text()}"
+        self.server.spawn(args + self.extra, "Server is ready")
         return self
 
     def kill(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
+        self.server.kill()
 
 
 def cluster(tmp: Path, n=3):

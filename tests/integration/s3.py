@@ -9,15 +9,13 @@ import hashlib
 import hmac
 import json
 import os
-import signal
-import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from conftest import ROOT, free_port, wait_for
+from conftest import ROOT, ServerProcess, free_port
 
 SERVERS = ROOT / "tests" / "servers"
 REGION = "us-east-1"
@@ -42,33 +40,19 @@ class S3Server:
         self.key_id, self.secret = key_id, secret
         self.tls = tls
         self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self.proc = None
+        self.server = ServerProcess(self.log, "s3rver")
 
     def start(self):
-        before = self.log.read_text().count("listening on") if self.log.exists() else 0
-        self.logf = open(self.log, "ab")
+        tls = {"S3RVER_TLS_KEY": str(self.tls[0]), "S3RVER_TLS_CERT": str(self.tls[1])} if self.tls else {}
         # its continuation tokens use a cipher OpenSSL 3 keeps in the legacy
         # provider: without it a listing past 1000 keys is a 500
-        self.proc = subprocess.Popen(["node", "--openssl-legacy-provider", str(self.script), str(self.dir), str(self.port), self.bucket,
-                                      f"{self.key_id}:{self.secret}"], stdout=self.logf, stderr=subprocess.STDOUT,
-                                     start_new_session=True,
-                                     env={**os.environ, **({"S3RVER_TLS_KEY": str(self.tls[0]),
-                                                            "S3RVER_TLS_CERT": str(self.tls[1])} if self.tls else {})})
-        try:
-            wait_for(lambda: self.log.read_text(errors="replace").count("listening on") > before
-                     or self.proc.poll() is not None, 30, "s3rver to listen")
-        except AssertionError:
-            self.kill()
-            raise
-        assert self.proc.poll() is None, f"s3rver exited:\n{self.log.read_text()}"
+        self.server.spawn(["node", "--openssl-legacy-provider", self.script, self.dir, self.port, self.bucket,
+                           f"{self.key_id}:{self.secret}"], "listening on", env={**os.environ, **tls})
         return self
 
     def kill(self):
         """SIGKILL, as a crash or a pulled cable would end it."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
+        self.server.kill()
 
     stop = kill
 
