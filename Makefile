@@ -46,7 +46,7 @@ DEB_PKGS := build-essential clang llvm libbpf-dev zlib1g-dev libsodium-dev \
 	libiniparser-dev libcmocka-dev libjansson-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libssl-dev \
 	libnats-dev nats-server \
 	pkg-config python3 \
-	python3-pytest libclang-rt-14-dev bpftool jq procps util-linux
+	python3-pytest python3-cryptography libclang-rt-14-dev bpftool jq procps util-linux
 
 LIB_SRC := $(sort $(wildcard common/*.c shm/*.c client/mi_client.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)

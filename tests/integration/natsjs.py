@@ -156,3 +156,30 @@ def stream_messages(port, stream="INGEST", auth=None):
         return info, out
     finally:
         c.close()
+
+
+def _crc16(data: bytes) -> int:
+    """CRC-16/XMODEM, the check NKeys end with."""
+    crc = 0
+    for b in data:
+        crc ^= b << 8
+        for _ in range(8):
+            crc = (crc << 1) ^ 0x1021 if crc & 0x8000 else crc << 1
+            crc &= 0xffff
+    return crc
+
+
+def nkey_user():
+    """A new NKey user: (public key "U...", seed "SU..."), as nk -gen user
+    makes them (ed25519; base32 of prefix, key and CRC-16)."""
+    import base64 as b32
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    k = Ed25519PrivateKey.generate()
+    raw = k.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    pub = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    user, seed = 20 << 3, 18 << 3
+
+    def enc(b):
+        return b32.b32encode(b + _crc16(b).to_bytes(2, "little")).decode().rstrip("=")
+    return enc(bytes([user]) + pub), enc(bytes([seed | user >> 5, (user & 31) << 3]) + raw)

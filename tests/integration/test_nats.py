@@ -3,11 +3,12 @@ node, a 3-node JetStream cluster with an R3 stream, and two ingest
 pipelines into one stream; every record in the stream once, read back
 through the JetStream API."""
 import base64
+import subprocess
 
 import pytest
 
 from conftest import Pipeline, wait_for
-from natsjs import NatsServer, cluster, stream_messages
+from natsjs import NatsServer, cluster, nkey_user, stream_messages
 
 TOPICS = {"topics__telemetry": 1, "topics__logs": 2}
 
@@ -224,5 +225,44 @@ def test_a_token_authenticates(pipeline_factory, tmp_path):
         p.wait_sinks_caught_up(timeout=60)
         _, msgs = wait_stream(srv.port, 30, auth={"auth_token": "s3cr3t-token"})
         assert len(msgs) == 30
+    finally:
+        srv.kill()
+
+
+def test_an_nkey_authenticates(pipeline_factory, tmp_path):
+    pub, seed = nkey_user()
+    (tmp_path / "user.nk").write_text(seed + "\n")
+    (tmp_path / "auth.conf").write_text(f"authorization {{ users = [ {{ nkey: {pub} }} ] }}\n")
+    srv = NatsServer(tmp_path, extra=("-c", tmp_path / "auth.conf")).start()
+    try:
+        p = nats_pipeline(pipeline_factory, [srv], **{"sink.js__nkey": pub,
+                                                      "sink.js__nkey_seed_file": tmp_path / "user.nk"})
+        p.start()
+        send(p, 1, 30)
+        p.wait_sinks_caught_up(timeout=60)
+        assert sinks(p)["js"]["state"] == "running" and sinks(p)["js"]["records"] == 30
+    finally:
+        srv.kill()
+
+
+def test_tls_servers_are_verified_with_ca_file(pipeline_factory, tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
+                        str(cert)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    srv = NatsServer(tmp_path, extra=("--tls", "--tlscert", cert, "--tlskey", key)).start()
+    try:
+        url = f"tls://127.0.0.1:{srv.port}"
+        p = nats_pipeline(pipeline_factory, [srv], **{"sink.js__servers": url})
+        p.start()
+        send(p, 1, 20)
+        wait_for(lambda: sinks(p)["js"]["failures"] > 0, 30, "the unverified server refused")
+        assert sinks(p)["js"]["records"] == 0 or sinks(p)["js"]["committed_lsn"] == 0
+        p.stop()
+        p.set(**{"sink.js__ca_file": cert})
+        p.start()
+        p.wait_sinks_caught_up(timeout=60)
+        assert sinks(p)["js"]["state"] == "running"
     finally:
         srv.kill()
