@@ -87,6 +87,7 @@ struct nats {
 	natsConnection *nc;
 	jsCtx *js;
 	int stream_ok;
+	int closing;                 /* exit: a disconnection is ours */
 	int js_published;            /* this JetStream context has published */
 	uint64_t window_ns;
 	char msg_id_prefix[24];
@@ -491,6 +492,7 @@ static void nats_exit(void *state)
 		reset(x);
 		jsCtx_Destroy(x->js);
 	}
+	__atomic_store_n(&x->closing, 1, __ATOMIC_RELAXED);
 	if (x->nc) {
 		natsConnection_Close(x->nc);
 		natsConnection_Destroy(x->nc);
@@ -510,7 +512,8 @@ static void on_disconnected(natsConnection *nc, void *closure)
 {
 	struct nats *x = closure;
 	(void)nc;
-	x->env->log(x->env, SINK_LOG_WARN, "disconnected from %s; reconnecting", x->cfg.servers);
+	if (!__atomic_load_n(&x->closing, __ATOMIC_RELAXED))
+		x->env->log(x->env, SINK_LOG_WARN, "disconnected from %s; reconnecting", x->cfg.servers);
 }
 
 static void on_reconnected(natsConnection *nc, void *closure)

@@ -183,3 +183,60 @@ def nkey_user():
     def enc(b):
         return b32.b32encode(b + _crc16(b).to_bytes(2, "little")).decode().rstrip("=")
     return enc(bytes([user]) + pub), enc(bytes([seed | user >> 5, (user & 31) << 3]) + raw)
+
+
+def _nkey(prefix):
+    """(public "O/A/U...", seed "S...", private key) of a new NKey."""
+    import base64 as b32
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    k = Ed25519PrivateKey.generate()
+    raw = k.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
+    pub = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    seed = 18 << 3
+
+    def enc(b):
+        return b32.b32encode(b + _crc16(b).to_bytes(2, "little")).decode().rstrip("=")
+    return enc(bytes([prefix]) + pub), enc(bytes([seed | prefix >> 5, (prefix & 31) << 3]) + raw), k
+
+
+def _jwt(claims, signer):
+    import base64 as b64
+    import hashlib
+    import time as t
+
+    def u(b):
+        return b64.urlsafe_b64encode(b).decode().rstrip("=")
+    claims = {"iat": int(t.time()), **claims}
+    claims["jti"] = base64.b32encode(hashlib.sha256(json.dumps(claims, sort_keys=True).encode()).digest()) \
+        .decode().rstrip("=")
+    body = u(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode()) + "." + u(json.dumps(claims).encode())
+    return body + "." + u(signer.sign(body.encode()))
+
+
+def operator_setup(tmp: Path):
+    """An operator, an account with JetStream and a user, as nsc would make
+    them: (server config text, user .creds file text)."""
+    op_pub, _, op_k = _nkey(14 << 3)
+    acc_pub, _, acc_k = _nkey(0)
+    usr_pub, usr_seed, _ = _nkey(20 << 3)
+    op = _jwt({"iss": op_pub, "sub": op_pub, "name": "op", "nats": {"type": "operator", "version": 2}}, op_k)
+    lim = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": True, "conn": -1,
+           "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1}
+    acc = _jwt({"iss": op_pub, "sub": acc_pub, "name": "ingest",
+                "nats": {"limits": lim, "default_permissions": {"pub": {}, "sub": {}}, "type": "account",
+                         "version": 2}}, op_k)
+    usr = _jwt({"iss": acc_pub, "sub": usr_pub, "name": "node",
+                "nats": {"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user",
+                         "version": 2}}, acc_k)
+    sys_pub, _, _ = _nkey(0)   # JetStream wants a system account
+    sys_acc = _jwt({"iss": op_pub, "sub": sys_pub, "name": "SYS",
+                    "nats": {"limits": {k: v for k, v in lim.items() if not k.endswith(("storage", "streams",
+                                                                                         "consumer"))},
+                             "type": "account", "version": 2}}, op_k)
+    (tmp / "op.jwt").write_text(op)
+    conf = (f"operator: {tmp / 'op.jwt'}\nsystem_account: {sys_pub}\nresolver: MEMORY\n"
+            f"resolver_preload: {{ {acc_pub}: {acc}, {sys_pub}: {sys_acc} }}\n")
+    creds = (f"-----BEGIN NATS USER JWT-----\n{usr}\n------END NATS USER JWT------\n\n"
+             f"-----BEGIN USER NKEY SEED-----\n{usr_seed}\n------END USER NKEY SEED------\n")
+    return conf, creds

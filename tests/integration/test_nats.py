@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import Pipeline, wait_for
-from natsjs import NatsServer, cluster, nkey_user, stream_messages
+from natsjs import NatsServer, cluster, nkey_user, operator_setup, stream_messages
 
 TOPICS = {"topics__telemetry": 1, "topics__logs": 2}
 
@@ -264,5 +264,19 @@ def test_tls_servers_are_verified_with_ca_file(pipeline_factory, tmp_path):
         p.start()
         p.wait_sinks_caught_up(timeout=60)
         assert sinks(p)["js"]["state"] == "running"
+    finally:
+        srv.kill()
+
+
+def test_a_creds_file_authenticates_against_an_operator_mode_server(pipeline_factory, tmp_path):
+    conf, creds = operator_setup(tmp_path)
+    (tmp_path / "op.conf").write_text(conf)
+    (tmp_path / "node.creds").write_text(creds)
+    srv = NatsServer(tmp_path, extra=("-c", tmp_path / "op.conf")).start()
+    try:
+        p = nats_pipeline(pipeline_factory, [srv], **{"sink.js__creds_file": tmp_path / "node.creds"}).start()
+        send(p, 1, 25)
+        p.wait_sinks_caught_up(timeout=60)
+        assert sinks(p)["js"]["state"] == "running" and sinks(p)["js"]["records"] == 25
     finally:
         srv.kill()
