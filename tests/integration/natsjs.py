@@ -169,24 +169,9 @@ def _crc16(data: bytes) -> int:
     return crc
 
 
-def nkey_user():
-    """A new NKey user: (public key "U...", seed "SU..."), as nk -gen user
-    makes them (ed25519; base32 of prefix, key and CRC-16)."""
-    import base64 as b32
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-    k = Ed25519PrivateKey.generate()
-    raw = k.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
-    pub = k.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    user, seed = 20 << 3, 18 << 3
-
-    def enc(b):
-        return b32.b32encode(b + _crc16(b).to_bytes(2, "little")).decode().rstrip("=")
-    return enc(bytes([user]) + pub), enc(bytes([seed | user >> 5, (user & 31) << 3]) + raw)
-
-
 def _nkey(prefix):
-    """(public "O/A/U...", seed "S...", private key) of a new NKey."""
+    """(public "O/A/U...", seed "S...", private key) of a new NKey:
+    ed25519, base32 of prefix, key and CRC-16."""
     import base64 as b32
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -240,3 +225,9 @@ def operator_setup(tmp: Path):
     creds = (f"-----BEGIN NATS USER JWT-----\n{usr}\n------END NATS USER JWT------\n\n"
              f"-----BEGIN USER NKEY SEED-----\n{usr_seed}\n------END USER NKEY SEED------\n")
     return conf, creds
+
+
+def nkey_user():
+    """A new NKey user: (public key "U...", seed "SU..."), as nk -gen user
+    makes them."""
+    return _nkey(20 << 3)[:2]
